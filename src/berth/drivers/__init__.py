@@ -1,0 +1,1 @@
+"""Network drivers behind a CNI-shaped contract (design.md §4)."""

@@ -1,0 +1,73 @@
+"""The engine facade berthd serves: one object owning the store, the kernel and the runtime."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from berth.config import Paths
+from berth.drivers.bridge import BridgeDriver
+from berth.engine.containers import Containers
+from berth.engine.context import EngineContext
+from berth.engine.networks import Networks
+from berth.engine.reconcile import Report, reconcile
+from berth.engine.watcher import ExitWatcher
+from berth.firewall import rules
+from berth.store.sqlite import Store
+
+log = logging.getLogger("berth.engine")
+
+
+class _BuiltinDriver:
+    """``host`` and ``null``: networks that own no kernel objects (the mode decides the sandbox)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def validate(self, network: Any) -> None:
+        pass
+
+    def create_network(self, *args: Any) -> None:
+        pass
+
+    def delete_network(self, *args: Any) -> None:
+        pass
+
+
+class Engine:
+    def __init__(self, paths: Paths, kernel: Any, runtime: Any, images: Any, *, store: Store | None = None,
+                 resolv_conf: Path = Path("/etc/resolv.conf"), hosts_file: Path = Path("/etc/hosts")) -> None:
+        drivers = {"bridge": BridgeDriver(kernel), "host": _BuiltinDriver("host"), "null": _BuiltinDriver("null")}
+        self.ctx = EngineContext(
+            paths=paths, store=store or Store(paths.db), kernel=kernel, runtime=runtime, images=images,
+            drivers=drivers, resolv_conf=resolv_conf, hosts_file=hosts_file,
+        )
+        self.networks = Networks(self.ctx)
+        self.containers = Containers(self.ctx, self.networks)
+        self.watcher = ExitWatcher(self.containers.on_exit)
+        self.containers.watch = self.watcher.watch
+
+    def start(self) -> Report:
+        """Install berth's fixed firewall rules, create the built-in networks, reconcile, watch exits."""
+        kernel = self.ctx.kernel
+        kernel.nft(rules.base_ruleset())
+        kernel.sysctl_set("net.ipv4.ip_forward", "1")
+        for key in ("net.ipv6.conf.all.forwarding",):
+            try:
+                kernel.sysctl_set(key, "1")
+            except Exception as err:  # noqa: BLE001 - IPv6 may be disabled on the host; IPv4 still works
+                log.warning("cannot enable IPv6 forwarding: %s", err)
+        with self.ctx.lock:
+            self.networks.ensure_builtins()
+        self.watcher.start()
+        report = reconcile(self.networks, self.containers)
+        log.info("reconciled: %s", {k: v for k, v in report.as_dict().items() if v})
+        return report
+
+    def reconcile(self) -> Report:
+        return reconcile(self.networks, self.containers)
+
+    def close(self) -> None:
+        self.watcher.stop()
+        self.ctx.store.close()

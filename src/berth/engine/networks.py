@@ -1,0 +1,322 @@
+"""Networks: create, list, inspect, remove, prune, and the built-in ``bridge``, ``host`` and ``none``."""
+
+from __future__ import annotations
+
+import logging
+import re
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from dataclasses import replace
+from typing import Any, Iterable
+
+from berth import config
+from berth.drivers import options as opts
+from berth.engine.addresses import NetworkAddresses
+from berth.engine.context import EngineContext
+from berth.engine.txn import Undo, fault
+from berth.errors import Conflict, Forbidden, InvalidParameter, NotFound
+from berth.ipam import config as ipam_config
+from berth.ipam.pools import nameservers, pick_subnet
+from berth.model import Network, new_id, now_rfc3339
+
+log = logging.getLogger("berth.networks")
+
+NETWORK_FILTERS = ("driver", "id", "label", "name", "scope", "type", "dangling")
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).lower() in ("1", "true")
+
+
+class Networks:
+    def __init__(self, ctx: EngineContext) -> None:
+        self.ctx = ctx
+
+    # -- lookup ---------------------------------------------------------------------------------
+
+    def all(self) -> list[Network]:
+        return self.ctx.store.networks()
+
+    def resolve(self, ref: str) -> Network:
+        """Docker's order: exact id, exact name, then a unique id prefix."""
+        nets = self.all()
+        for net in nets:
+            if net.id == ref:
+                return net
+        named = [n for n in nets if n.name == ref]
+        if len(named) == 1:
+            return named[0]
+        prefixed = [n for n in nets if n.id.startswith(ref)] if ref else []
+        if len(prefixed) == 1:
+            return prefixed[0]
+        if len(prefixed) > 1:
+            raise InvalidParameter(f"network {ref} is ambiguous ({len(prefixed)} matches found based on ID prefix)")
+        raise NotFound(f"network {ref} not found")
+
+    def subnets(self, net: Network) -> list[IPv4Network | IPv6Network]:
+        book = self.ctx.addresses.get(net.id)
+        return [cfg.subnet for cfg in book.subnets] if book else []
+
+    # -- create ---------------------------------------------------------------------------------
+
+    def create(self, req: dict[str, Any]) -> Network:
+        name = req.get("Name") or ""
+        driver_name = req.get("Driver") or "bridge"
+        with self.ctx.lock:
+            net = self._plan(name, driver_name, req)
+            book = self._plan_addresses(net, req)
+            net = replace(self._with_bridge(net, req), user_subnets=self._user_subnets(req))
+            driver = self.ctx.drivers[net.driver]
+            with Undo() as undo:
+                self.ctx.store.add_network(net, state="pending")
+                undo.push("record of network " + net.name, self.ctx.store.remove_network, net.id)
+                fault("network-create-reserved")
+                driver.create_network(net, [c.subnet for c in book.subnets], book.gateway_interfaces())
+                undo.push("kernel state of network " + net.name, driver.delete_network, net,
+                          [c.subnet for c in book.subnets])
+                fault("network-create-applied")
+                self.ctx.store.set_network_state(net.id, "active")
+            self.ctx.addresses[net.id] = book
+            return net
+
+    def _plan(self, name: str, driver_name: str, req: dict[str, Any]) -> Network:
+        if not name:
+            raise InvalidParameter("network name must not be empty")
+        if name in config.BUILTIN_NETWORKS:
+            raise Forbidden(f"operation is not permitted on predefined {name} network")
+        if not config.NAME_RE.match(name):
+            raise InvalidParameter(f"Invalid network name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        if driver_name in ("host", "null"):
+            raise Forbidden(f'only one instance of "{driver_name}" network is allowed')
+        if driver_name not in self.ctx.drivers:
+            raise NotFound(f'plugin "{driver_name}" not found')
+        scope = req.get("Scope") or "local"
+        if scope != "local":
+            raise Forbidden(f"cannot create a {scope} scoped network when swarm is not active")
+        if req.get("Ingress"):
+            raise Forbidden("ingress networks need swarm mode, which berth does not provide")
+        if req.get("ConfigOnly") or req.get("ConfigFrom"):
+            raise InvalidParameter("config-only networks are not supported")
+        for existing in self.all():
+            if existing.name == name:
+                raise Conflict(f"network with name {name} already exists")
+        labels = req.get("Labels") or {}
+        options = req.get("Options") or {}
+        if not isinstance(labels, dict) or not isinstance(options, dict):
+            raise InvalidParameter("Labels and Options must be objects of strings")
+        ipam_req = req.get("IPAM") or {}
+        ipam_driver = ipam_req.get("Driver") or "default"
+        if ipam_driver != "default":
+            raise NotFound(f'plugin "{ipam_driver}" not found')
+        net = Network(
+            id=new_id(), name=name, driver=driver_name, scope="local", created=now_rfc3339(),
+            enable_ipv6=bool(req.get("EnableIPv6")), internal=bool(req.get("Internal")),
+            attachable=bool(req.get("Attachable")),
+            ipam={"Driver": ipam_driver, "Options": ipam_req.get("Options"), "Config": []},
+            options={str(k): str(v) for k, v in options.items()},
+            labels={str(k): str(v) for k, v in labels.items()},
+        )
+        self.ctx.drivers[driver_name].validate(net)
+        return net
+
+    def _taken_subnets(self) -> list[IPv4Network | IPv6Network]:
+        return [cfg.subnet for book in self.ctx.addresses.values() for cfg in book.subnets]
+
+    def _reserved(self) -> list[IPv4Network | IPv6Network]:
+        """Host networks and resolver addresses an automatic subnet must avoid (Docker's rule, and VPN-aware)."""
+        reserved: list[IPv4Network | IPv6Network] = list(self.ctx.kernel.host_networks())
+        for ns in nameservers(self.ctx.host_resolv_text()):
+            reserved.append(ip_network(ns))
+        return reserved
+
+    def _plan_addresses(self, net: Network, req: dict[str, Any]) -> NetworkAddresses:
+        given = (req.get("IPAM") or {}).get("Config") or []
+        subnets = ipam_config.normalize(given, enable_ipv6=net.enable_ipv6)
+        taken = self._taken_subnets()
+        for cfg in subnets:
+            if any(cfg.subnet.overlaps(other) for other in taken if other.version == cfg.subnet.version):
+                raise Forbidden("Pool overlaps with other one on this address space")
+        echo = [ipam_config.echo(cfg) for cfg in subnets]
+        if not any(c.subnet.version == 4 for c in subnets):
+            auto = ipam_config.automatic(pick_subnet(config.DEFAULT_POOLS, taken, self._reserved()))
+            subnets.insert(0, auto)
+            echo.insert(0, {"Subnet": str(auto.subnet), "Gateway": str(auto.gateway)})
+        if net.enable_ipv6 and not any(c.subnet.version == 6 for c in subnets):
+            auto6 = ipam_config.automatic(pick_subnet(config.DEFAULT_POOLS_V6, taken, self._reserved()))
+            subnets.append(auto6)
+            echo.append({"Subnet": str(auto6.subnet), "Gateway": str(auto6.gateway)})
+        net.ipam["Config"] = echo
+        return NetworkAddresses(subnets)
+
+    def _user_subnets(self, req: dict[str, Any]) -> bool:
+        return any((c or {}).get("Subnet") for c in (req.get("IPAM") or {}).get("Config") or [])
+
+    def _with_bridge(self, net: Network, req: dict[str, Any]) -> Network:
+        bridge = net.options.get(opts.BRIDGE_NAME) or config.USER_BRIDGE_PREFIX + net.id[:9]
+        for other in self.all():
+            if other.bridge == bridge:
+                raise Forbidden(
+                    f"cannot create network {net.id} ({net.name}): conflicts with network {other.id} "
+                    f"({other.name}): networks have same bridge name"
+                )
+        existing = self.ctx.kernel.link_get(bridge)
+        if existing is not None:
+            raise Forbidden(f"cannot create network {net.name}: a link named {bridge} already exists and is not berth's")
+        return replace(net, bridge=bridge)
+
+    # -- remove ---------------------------------------------------------------------------------
+
+    def in_use(self, net: Network) -> bool:
+        return any(a.active for a in self.ctx.store.attachments(network_id=net.id))
+
+    def remove(self, ref: str) -> Network:
+        with self.ctx.lock:
+            if ref in config.BUILTIN_NETWORKS:
+                raise Forbidden(f"{ref} is a pre-defined network and cannot be removed")
+            net = self.resolve(ref)
+            if net.builtin:
+                raise Forbidden(f"{net.name} is a pre-defined network and cannot be removed")
+            if self.in_use(net):
+                raise Forbidden(f"error while removing network: network {net.name} id {net.id} has active endpoints")
+            self._delete(net)
+            return net
+
+    def _delete(self, net: Network) -> None:
+        """Remove a network in the order that survives a crash: mark, unplug the kernel, forget."""
+        self.ctx.store.set_network_state(net.id, "removing")
+        fault("network-rm-marked")
+        self.ctx.drivers[net.driver].delete_network(net, self.subnets(net))
+        fault("network-rm-applied")
+        with self.ctx.store.transaction():
+            for a in self.ctx.store.attachments(network_id=net.id):
+                self.ctx.store.remove_attachment(a.container_id, a.network_id)
+            self.ctx.store.remove_network(net.id)
+        self.ctx.addresses.pop(net.id, None)
+
+    # -- list / prune ---------------------------------------------------------------------------
+
+    def list(self, filters: dict[str, list[str]]) -> list[Network]:
+        for key in filters:
+            if key not in NETWORK_FILTERS:
+                raise InvalidParameter(f"Invalid filter '{key}'")
+        for value in filters.get("type", []):
+            if value not in ("builtin", "custom"):
+                raise InvalidParameter(f"invalid filter: 'type'='{value}'")
+        for value in filters.get("dangling", []):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise InvalidParameter(
+                    "invalid value for filter 'dangling', must be \"true\" (or \"1\"), or \"false\" (or \"0\")"
+                )
+        return [n for n in self.all() if self._matches(n, filters)]
+
+    def _matches(self, net: Network, filters: dict[str, list[str]]) -> bool:
+        def any_of(key: str, test: Any) -> bool:
+            values = filters.get(key)
+            return not values or any(test(v) for v in values)
+
+        return (
+            any_of("driver", lambda v: net.driver == v)
+            and any_of("scope", lambda v: net.scope == v)
+            and any_of("name", lambda v: v in net.name)
+            and any_of("id", lambda v: v in net.id)
+            and any_of("label", lambda v: _label_matches(net.labels, v))
+            and any_of("type", lambda v: net.builtin == (v == "builtin"))
+            and any_of("dangling", lambda v: (not net.builtin and not self.in_use(net)) == _truthy(v))
+        )
+
+    def prune(self, filters: dict[str, list[str]]) -> list[str]:
+        for key in filters:
+            if key not in ("label", "label!", "until"):
+                raise InvalidParameter(f"Invalid filter '{key}'")
+        deleted = []
+        with self.ctx.lock:
+            for net in self.all():
+                if net.builtin or self.in_use(net):
+                    continue
+                if any(not _label_matches(net.labels, v) for v in filters.get("label", [])):
+                    continue
+                if any(_label_matches(net.labels, v) for v in filters.get("label!", [])):
+                    continue
+                if filters.get("until") and not _created_before(net.created, filters["until"]):
+                    continue
+                self._delete(net)
+                deleted.append(net.name)
+        return deleted
+
+    # -- built-ins and restore ------------------------------------------------------------------
+
+    def ensure_builtins(self) -> None:
+        """Create the records of ``bridge``, ``host`` and ``none`` on first start (Docker's defaults)."""
+        names = {n.name for n in self.ctx.store.networks(state=None)}
+        if "bridge" not in names:
+            subnet = pick_subnet(config.DEFAULT_POOLS, self._taken_subnets(), self._reserved())
+            auto = ipam_config.automatic(subnet)
+            net = Network(
+                id=new_id(), name="bridge", driver="bridge", scope="local", created=now_rfc3339(),
+                enable_ipv6=False, internal=False, attachable=False,
+                ipam={"Driver": "default", "Options": None,
+                      "Config": [{"Subnet": str(auto.subnet), "Gateway": str(auto.gateway)}]},
+                options={
+                    opts.DEFAULT_BRIDGE: "true",
+                    opts.ENABLE_ICC: "true",
+                    opts.ENABLE_MASQUERADE: "true",
+                    opts.HOST_BINDING_IPV4: "0.0.0.0",
+                    opts.BRIDGE_NAME: config.DEFAULT_BRIDGE_NAME,
+                    opts.MTU: str(config.DEFAULT_MTU),
+                },
+                labels={}, bridge=config.DEFAULT_BRIDGE_NAME, builtin=True,
+            )
+            self.ctx.store.add_network(net, state="active")
+        for name, driver in (("host", "host"), ("none", "null")):
+            if name not in names:
+                self.ctx.store.add_network(
+                    Network(
+                        id=new_id(), name=name, driver=driver, scope="local", created=now_rfc3339(),
+                        enable_ipv6=False, internal=False, attachable=False,
+                        ipam={"Driver": "default", "Options": None, "Config": []},
+                        options={}, labels={}, builtin=True,
+                    ),
+                    state="active",
+                )
+
+    def load_addresses(self) -> None:
+        """Rebuild every active network's address book from its recorded configuration."""
+        self.ctx.addresses.clear()
+        for net in self.all():
+            cfgs = ipam_config.normalize(net.ipam.get("Config") or [], enable_ipv6=True)
+            self.ctx.addresses[net.id] = NetworkAddresses(cfgs)
+
+    def restore_kernel(self, net: Network) -> None:
+        """(Re)create a network's kernel objects; idempotent, used at start-up and after a reboot."""
+        if net.driver != "bridge":
+            return
+        book = self.ctx.addresses[net.id]
+        self.ctx.drivers[net.driver].create_network(net, [c.subnet for c in book.subnets], book.gateway_interfaces())
+
+
+def _label_matches(labels: dict[str, str], expr: str) -> bool:
+    key, sep, value = expr.partition("=")
+    if key not in labels:
+        return False
+    return not sep or labels[key] == value
+
+
+def _created_before(created: str, until: Iterable[str]) -> bool:
+    """Docker's ``until`` filter: a unix timestamp, an RFC 3339 date, or a duration ago (``24h``, ``90m``)."""
+    import time
+    from datetime import datetime
+
+    stamp = datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+    for value in until:
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)([hms])", value)
+        try:
+            if match:
+                limit = time.time() - float(match[1]) * {"h": 3600, "m": 60, "s": 1}[match[2]]
+            elif re.fullmatch(r"\d+(?:\.\d+)?", value):
+                limit = float(value)
+            else:
+                limit = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            raise InvalidParameter(f"invalid value for filter 'until': {value}") from None
+        if stamp >= limit:
+            return False
+    return True

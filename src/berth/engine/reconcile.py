@@ -1,0 +1,140 @@
+"""Bring the kernel and the store back into agreement after a crash, a restart or a reboot.
+
+Runs at every berthd start (and on demand). The store says what should exist; berth's marks
+(link ifalias ``berth:<network>[:<endpoint>]``, netns files under the run root) say what berth made.
+Interrupted work (records still ``pending`` or ``removing``) is undone, missing kernel objects of
+active networks are re-created, and marked objects that no record claims are removed. Nothing
+unmarked is ever touched.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from berth import config
+from berth.engine.containers import Containers, mode_kind
+from berth.engine.networks import Networks
+from berth.ipam import config as ipam_config
+from berth.store.sqlite import cleared
+
+log = logging.getLogger("berth.reconcile")
+
+
+@dataclass
+class Report:
+    """What one reconciliation changed, for the log and ``berth system reconcile``."""
+
+    removed_networks: list[str] = field(default_factory=list)
+    restored_networks: list[str] = field(default_factory=list)
+    exited_containers: list[str] = field(default_factory=list)
+    adopted_containers: list[str] = field(default_factory=list)
+    removed_links: list[str] = field(default_factory=list)
+    removed_netns: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return dict(self.__dict__)
+
+
+def reconcile(networks: Networks, containers: Containers) -> Report:
+    ctx = networks.ctx
+    report = Report()
+    with ctx.lock:
+        _finish_interrupted_networks(networks, report)
+        networks.load_addresses()
+        for net in networks.all():
+            try:
+                networks.restore_kernel(net)
+                report.restored_networks.append(net.name)
+            except Exception as err:  # noqa: BLE001 - report and go on with the others
+                report.errors.append(f"restoring network {net.name}: {err}")
+        _reconcile_containers(containers, report)
+        _remove_unclaimed_links(networks, containers, report)
+        _remove_unclaimed_netns(containers, report)
+    for line in report.errors:
+        log.error("reconcile: %s", line)
+    return report
+
+
+def _finish_interrupted_networks(networks: Networks, report: Report) -> None:
+    ctx = networks.ctx
+    states = ctx.store.network_states()
+    for net in ctx.store.networks(state=None):
+        if states.get(net.id) in ("pending", "removing"):
+            subnets = [c.subnet for c in ipam_config.normalize(net.ipam.get("Config") or [], enable_ipv6=True)]
+            try:
+                if net.driver in ctx.drivers and net.bridge:
+                    ctx.drivers[net.driver].delete_network(net, subnets)
+            except Exception as err:  # noqa: BLE001
+                report.errors.append(f"removing interrupted network {net.name}: {err}")
+            with ctx.store.transaction():
+                for a in ctx.store.attachments(network_id=net.id):
+                    ctx.store.remove_attachment(a.container_id, a.network_id)
+                ctx.store.remove_network(net.id)
+            report.removed_networks.append(net.name)
+
+
+def _reconcile_containers(containers: Containers, report: Report) -> None:
+    ctx = containers.ctx
+    for c in ctx.store.containers():
+        alive = c.state.running and ctx.runtime.monitor_alive(c.id, c.state.monitor_pid)
+        kind = mode_kind(containers.mode_network(c))
+        netns_ok = kind not in ("network", "none") or ctx.kernel.netns_exists(containers.netns_path(c))
+        for a, state in [(a, s) for a, s in ctx.store.attachment_states() if a.container_id == c.id]:
+            if not a.active:
+                if state != "active":
+                    ctx.store.set_endpoint(a, state="active")
+                continue
+            if alive and netns_ok and state == "active":
+                ctx.addresses[a.network_id].claim(a.ipv4, a.ipv6)
+                continue
+            if alive and netns_ok and a.ifname:
+                ctx.kernel.netns_link_delete(containers.netns_path(c), a.ifname)
+            if state == "removing":
+                ctx.store.remove_attachment(a.container_id, a.network_id)
+            else:
+                ctx.store.set_endpoint(cleared(a), state="active")
+        if c.state.running and alive and netns_ok:
+            containers.watch(c.id, c.state.monitor_pid)
+            report.adopted_containers.append(c.name)
+        elif c.state.running:
+            if alive:
+                containers._kill_quietly(c.state.pid)  # its network is gone (reboot-like loss): it cannot be kept
+            containers.on_exit(c.id)
+            report.exited_containers.append(c.name)
+
+
+def _remove_unclaimed_links(networks: Networks, containers: Containers, report: Report) -> None:
+    ctx = networks.ctx
+    bridges = {net.id: net.bridge for net in networks.all()}
+    endpoints = {a.endpoint_id for a in ctx.store.attachments() if a.active}
+    for link in ctx.kernel.links(config.KERNEL_MARK_PREFIX):
+        parts = (link.alias or "").split(":")
+        if len(parts) == 2:
+            keep = bridges.get(parts[1]) == link.name
+        elif len(parts) == 3:
+            keep = parts[2] in endpoints
+        else:
+            keep = False
+        if not keep:
+            try:
+                ctx.kernel.link_delete(link.name)
+                report.removed_links.append(link.name)
+            except Exception as err:  # noqa: BLE001
+                report.errors.append(f"removing stale link {link.name}: {err}")
+
+
+def _remove_unclaimed_netns(containers: Containers, report: Report) -> None:
+    ctx = containers.ctx
+    directory = ctx.paths.netns
+    if not directory.is_dir():
+        return
+    running = {c.id for c in ctx.store.containers() if c.state.running}
+    for path in directory.iterdir():
+        if path.name not in running:
+            try:
+                ctx.kernel.netns_delete(path)
+                report.removed_netns.append(path.name)
+            except Exception as err:  # noqa: BLE001
+                report.errors.append(f"removing stale network namespace {path.name}: {err}")

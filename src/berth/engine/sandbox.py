@@ -1,0 +1,142 @@
+"""A container's network sandbox: its namespace, its endpoints, its default route and /etc files."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import replace
+from ipaddress import IPv4Interface, IPv6Interface
+from pathlib import Path
+from typing import Sequence
+
+from berth import config
+from berth.drivers.base import EndpointSpec
+from berth.engine.context import EngineContext
+from berth.engine.txn import Undo, fault
+from berth.ipam.allocator import mac_for
+from berth.model import Attachment, Container, Network, new_id
+from berth.runtime import etcfiles
+
+
+def random_mac() -> str:
+    """A locally administered unicast MAC for endpoints without an IPv4 address."""
+    raw = bytearray(secrets.token_bytes(6))
+    raw[0] = (raw[0] & 0xFE) | 0x02
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def route_priority(net: Network, a: Attachment) -> tuple[bool, bool, str]:
+    """Docker's order for the default route: non-internal first, dual-stack first, then by network name."""
+    dual = a.ipv4 is not None and a.ipv6 is not None
+    return (net.internal, not dual, net.name)
+
+
+class Sandboxes:
+    def __init__(self, ctx: EngineContext) -> None:
+        self.ctx = ctx
+
+    def network(self, network_id: str) -> Network:
+        for net in self.ctx.store.networks(state=None):
+            if net.id == network_id:
+                return net
+        raise KeyError(network_id)
+
+    def route_owner(self, active: Sequence[Attachment]) -> Attachment | None:
+        """The endpoint whose network provides the default route; internal networks never do."""
+        candidates = [(route_priority(self.network(a.network_id), a), a) for a in active]
+        candidates = [(p, a) for p, a in candidates if not p[0] and (a.gateway4 or a.gateway6)]
+        return min(candidates, key=lambda pa: pa[0])[1] if candidates else None
+
+    def _spec(self, net: Network, netns: Path, a: Attachment) -> EndpointSpec:
+        addresses: tuple[IPv4Interface | IPv6Interface, ...] = tuple(x for x in (a.ipv4, a.ipv6) if x is not None)
+        return EndpointSpec(
+            network=net, netns=netns, endpoint_id=a.endpoint_id or "", host_ifname=a.host_ifname or "",
+            ifname=a.ifname or "", mac=a.mac or "", addresses=addresses, gateway4=None, gateway6=None,
+        )
+
+    def plug(self, netns: Path, a: Attachment, active: Sequence[Attachment], undo: Undo) -> Attachment:
+        """Give the container an endpoint on ``a``'s network; every step's inverse goes on ``undo``."""
+        net = self.network(a.network_id)
+        book = self.ctx.addresses[net.id]
+        v4, v6 = book.allocate(a.ipv4_request, a.ipv6_request)
+        undo.push(f"addresses on {net.name}", book.release, v4, v6)
+        used = {x.ifname for x in active}
+        ifname = next(f"eth{i}" for i in range(len(active) + 1) if f"eth{i}" not in used)
+        endpoint_id = new_id()
+        gw4 = book.gateway(4) if v4 is not None else None
+        gw6 = book.gateway(6) if v6 is not None else None
+        ep = replace(
+            a, endpoint_id=endpoint_id, ifname=ifname,
+            host_ifname=config.HOST_VETH_PREFIX + endpoint_id[:10],
+            ipv4=v4, ipv6=v6, mac=mac_for(v4.ip) if v4 is not None else random_mac(),
+            gateway4=gw4, gateway6=gw6,  # type: ignore[arg-type]
+        )
+        self.ctx.store.set_endpoint(ep, state="pending")
+        fault("endpoint-reserved")
+        old_owner = self.route_owner(active)
+        new_owner = self.route_owner([*active, ep])
+        spec = self._spec(net, netns, ep)
+        if new_owner is ep and old_owner is None:
+            spec = replace(spec, gateway4=gw4 if not net.internal else None, gateway6=gw6 if not net.internal else None)
+        driver = self.ctx.drivers[net.driver]
+        driver.add(spec)
+        undo.push(f"endpoint {ep.host_ifname}", driver.delete, spec)
+        fault("endpoint-plugged")
+        if new_owner is ep and old_owner is not None:
+            self.set_routes(netns, ep)
+            undo.push("default route", self.set_routes, netns, old_owner)
+        return ep
+
+    def set_routes(self, netns: Path, owner: Attachment | None) -> None:
+        self.ctx.kernel.netns_set_default_routes(
+            netns, gateway4=owner.gateway4 if owner else None, gateway6=owner.gateway6 if owner else None
+        )
+
+    def unplug(self, netns: Path, ep: Attachment, active: Sequence[Attachment]) -> None:
+        """Remove one endpoint from a running container and hand the default route on if it had it."""
+        net = self.network(ep.network_id)
+        rest = [x for x in active if x.network_id != ep.network_id]
+        owner_before = self.route_owner(active)
+        self.ctx.drivers[net.driver].delete(self._spec(net, netns, ep))
+        if owner_before is not None and owner_before.network_id == ep.network_id:
+            self.set_routes(netns, self.route_owner(rest))
+        book = self.ctx.addresses.get(net.id)
+        if book is not None:
+            book.release(ep.ipv4, ep.ipv6)
+
+    # -- /etc files ----------------------------------------------------------------------------
+
+    def etc_dir(self, c: Container) -> Path:
+        return self.ctx.paths.container_dir(c.id)
+
+    def write_etc(self, c: Container, active: Sequence[Attachment], mode: str) -> None:
+        """hosts, hostname and resolv.conf as Docker writes them for the container's mode."""
+        d = self.etc_dir(c)
+        d.mkdir(parents=True, exist_ok=True)
+        if mode == "host":
+            import socket
+
+            hostname = socket.gethostname()
+            hosts = self._host_hosts()
+        else:
+            hostname = c.hostname
+            addresses = [str(x.ip) for a in active for x in (a.ipv4, a.ipv6) if x is not None]
+            hosts = etcfiles.hosts_file(hostname, addresses)
+        host_cfg = c.host_config
+        resolv = etcfiles.resolv_conf(
+            self.ctx.host_resolv_text(),
+            nameservers=host_cfg.get("Dns") or (),
+            search=host_cfg.get("DnsSearch") or (),
+            options=host_cfg.get("DnsOptions") or (),
+        )
+        for name, text in (("hosts", hosts), ("hostname", hostname + "\n"), ("resolv.conf", resolv)):
+            path = d / name
+            if path.exists():
+                etcfiles.write_in_place(path, text)
+            else:
+                path.write_text(text)
+
+    def _host_hosts(self) -> str:
+        try:
+            return self.ctx.hosts_file.read_text()
+        except OSError:
+            return etcfiles.hosts_file("localhost", [])

@@ -1,0 +1,1 @@
+"""Persistent state. Only this package opens a database."""
