@@ -1,0 +1,1 @@
+"""berthd: the Docker Engine API (v1.41) over a unix socket."""
