@@ -389,3 +389,19 @@ def test_keepalive_one_connection_per_command(api: FakeAPI) -> None:
     api._handle = counting  # type: ignore[method-assign]
     r = berth(api, "network", "rm", "a", "b", "c")
     assert r.stdout == b"a\nb\nc\n" and len(api.requests) == 3 and len(connections) == 1
+
+
+def test_inspect_without_daemon_says_only_that(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "berth.cli.main", "--run-root", str(tmp_path), "network", "inspect",
+                        "a", "b"], capture_output=True, timeout=30)
+    assert r.returncode == 1 and r.stdout == b""
+    assert r.stderr.decode().count("Cannot connect to the berth daemon") == 1
+
+
+def test_cli_imports_stay_light() -> None:
+    code = ("import sys; from berth.cli.main import build_parser; build_parser(); "
+            "import berth.cli.client, berth.cli.render; "
+            "print(sorted(m for m in ('pyroute2', 'asyncio', 'http.client', 'ssl', 'dataclasses', 'berth.config', "
+            "'berth.errors', 'berth.engine', 'berth.api') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
+    assert r.stdout.decode().strip() == "[]", r.stderr

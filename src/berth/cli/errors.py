@@ -19,3 +19,7 @@ class DaemonError(CLIError):
         super().__init__(f"Error response from daemon: {message}")
         self.status = status
         self.detail = message
+
+
+class NoSuchObject(CLIError):
+    """``inspect`` found no object of any kind with a name: docker's ``Error: No such object: X``."""

@@ -177,6 +177,7 @@ def cmd_ls(ctx: "Context", args: argparse.Namespace) -> int:
 def inspect_each(ctx: "Context", refs: list[str], fetch: Callable[[str], Any], fmt: str | None) -> int:
     """docker's inspect.Inspect: print what was found (a JSON array, or the template per element),
     then one error line per reference that failed; exit 1 if any did."""
+    from berth.cli.errors import DaemonError, NoSuchObject
     from berth.cli.render import execute, parse_template, pretty_json
 
     template = parse_template(fmt.replace("\\t", "\t").replace("\\n", "\n"), missing_key_error=True) \
@@ -186,7 +187,7 @@ def inspect_each(ctx: "Context", refs: list[str], fetch: Callable[[str], Any], f
     for ref in refs:
         try:
             found.append(fetch(ref))
-        except CLIError as err:
+        except (DaemonError, NoSuchObject) as err:
             errors.append(err.message)
     if template is not None:
         ctx.out("".join(execute(template, item) + "\n" for item in found))

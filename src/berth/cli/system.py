@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from berth.cli.client import path_quote
-from berth.cli.errors import CLIError, DaemonError
+from berth.cli.errors import DaemonError, NoSuchObject
 
 if TYPE_CHECKING:
     from berth.cli.context import Context
@@ -24,8 +24,8 @@ def inspect_object(ctx: "Context", ref: str, kind: str | None) -> Any:
             if err.status != 404:
                 raise
     if kind:
-        raise CLIError(f"Error: No such {kind}: {ref}")
-    raise CLIError(f"Error: No such object: {ref}")
+        raise NoSuchObject(f"Error: No such {kind}: {ref}")
+    raise NoSuchObject(f"Error: No such object: {ref}")
 
 
 def cmd_inspect(ctx: "Context", args: argparse.Namespace) -> int:
