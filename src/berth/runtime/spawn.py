@@ -1,0 +1,253 @@
+"""The runtime API the daemon uses: start, release, attach, logs, exit status, exec, kill, remove.
+
+berthd is multi-threaded, and forking a threaded process into namespaces is unsafe (``unshare(NEWNS)``
+even silently applies to one thread only), so every namespace operation happens in a freshly exec'd
+helper: one ``berth.runtime.monitor`` per container (detached: it outlives a daemon restart) and one
+``berth.runtime.nsexec`` per exec. Everything here is synchronous and keeps no per-container state in
+memory, so any daemon thread may call it and a restarted daemon finds running containers again from
+their run directories.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+from berth.config import Paths
+from berth.errors import BerthError, Conflict, KernelError
+from berth.runtime import logs, unixsock
+
+MONITOR_MODULE = "berth.runtime.monitor"
+NSEXEC_MODULE = "berth.runtime.nsexec"
+START_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    id: str                      # 64 hex
+    rootfs: Path                 # image rootfs dir (overlay lowerdir); never modified
+    cmd: list[str]
+    env: list[str]
+    workdir: str
+    hostname: str
+    netns: Path | None           # netns file to join; None = the daemon's (host mode)
+    share_uts: bool              # host mode: keep the host's hostname
+    open_stdin: bool
+    state_dir: Path              # persistent: overlay upper/work, hosts, hostname, resolv.conf, logs
+    run_dir: Path                # volatile: monitor.sock, exit.json, pid files
+    etc_dir: Path | None = None  # where hosts/hostname/resolv.conf live (container:<id> mode); None = state_dir
+
+
+@dataclass(frozen=True)
+class Started:
+    pid: int                     # the container's init, as seen from the host pid namespace
+    monitor_pid: int
+
+
+def _helper_env() -> dict[str, str]:
+    """The helpers' interpreter environment: the daemon's own, never the container's."""
+    return {k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH", "LANG", "LC_ALL")}
+
+
+class Runtime:
+    def __init__(self, paths: Paths | None = None) -> None:
+        self.paths = paths or Paths.from_env()
+
+    # -- start and release ----------------------------------------------------------------------
+
+    def start(self, spec: ContainerSpec) -> Started:
+        """Spawn the monitor; return once the container's init exists, mounts done, held before exec."""
+        spec.run_dir.mkdir(parents=True, exist_ok=True)
+        for d in (spec.state_dir, spec.state_dir / "upper", spec.state_dir / "work", spec.state_dir / "merged"):
+            d.mkdir(parents=True, exist_ok=True)
+        for stale in (spec.run_dir / "exit.json", spec.state_dir / "exit.json"):
+            stale.unlink(missing_ok=True)
+        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(spec).items()}
+        config["etc_dir"] = str(spec.etc_dir or spec.state_dir)
+        spec_path = spec.run_dir / "spec.json"
+        spec_path.write_text(json.dumps(config))
+        status_r, status_w = os.pipe()
+        try:
+            with open(spec.run_dir / "monitor.log", "ab") as errlog:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", MONITOR_MODULE, spec.id, str(spec_path), str(status_w)],
+                    pass_fds=(status_w,), start_new_session=True, stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=errlog, cwd="/", env=_helper_env(),
+                )
+        finally:
+            os.close(status_w)
+        try:
+            status = self._read_status(status_r)
+        finally:
+            os.close(status_r)
+        if "pid" not in status:
+            self._reap(proc)
+            reason = status.get("error") or self._monitor_failure(spec.run_dir)
+            raise KernelError(f"cannot start container {spec.id[:12]}: {reason}")
+        return Started(pid=int(status["pid"]), monitor_pid=proc.pid)
+
+    @staticmethod
+    def _read_status(fd: int) -> dict:
+        """The monitor's one JSON status, read until it closes the pipe (it does on success and on exit)."""
+        data = b""
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return {"error": f"the container monitor did not report within {START_TIMEOUT:.0f}s"}
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            data += chunk
+        try:
+            return json.loads(data) if data else {}
+        except ValueError:
+            return {"error": f"unreadable status from the container monitor: {data[:200]!r}"}
+
+    @staticmethod
+    def _reap(proc: subprocess.Popen) -> None:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+    @staticmethod
+    def _monitor_failure(run_dir: Path) -> str:
+        try:
+            lines = (run_dir / "monitor.log").read_text(errors="replace").strip().splitlines()
+        except OSError:
+            lines = []
+        return f"container monitor failed: {lines[-1]}" if lines else "container monitor exited without a status"
+
+    def release(self, spec_or_id: ContainerSpec | str) -> None:
+        """Let the held container exec its command (after the daemon connected its attach clients)."""
+        container_id = spec_or_id.id if isinstance(spec_or_id, ContainerSpec) else spec_or_id
+        sock = self._connect(container_id, {"op": "release"})
+        with sock:
+            answer = sock.makefile("rb").readline()
+        if not answer.startswith(b'{"ok":true}'):
+            raise KernelError(f"cannot release container {container_id[:12]}: {answer.decode(errors='replace').strip()}")
+
+    # -- streams ------------------------------------------------------------------------------
+
+    def _connect(self, container_id: str, request: dict) -> socket.socket:
+        path = self.paths.container_run_dir(container_id) / "monitor.sock"
+        try:
+            sock = unixsock.connect(path, timeout=5.0)
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise Conflict(f"Container {container_id} is not running") from None
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        return sock
+
+    def attach(self, container_id: str, *, stdin: bool, stdout: bool, stderr: bool, logs: bool,
+               stream: bool) -> socket.socket:
+        """A connection that yields Docker stream frames; bytes sent go to stdin, SHUT_WR closes it."""
+        request = {"op": "attach", "stdin": stdin, "stdout": stdout, "stderr": stderr, "logs": logs, "stream": stream}
+        try:
+            return self._connect(container_id, request)
+        except Conflict:
+            raise Conflict("You cannot attach to a stopped container, start it first") from None
+
+    def logs(self, container_id: str, *, stdout: bool = True, stderr: bool = True, follow: bool = False,
+             tail: int | None = None, timestamps: bool = False) -> Iterator[bytes]:
+        """Frames from the json log; with ``follow`` on a running container, ends when it exits."""
+        path = logs.log_path(self.paths.container_dir(container_id), container_id)
+        entries, offset = logs.read_log(path)
+        wanted = [e for e in entries if logs.render(e, stdout=stdout, stderr=stderr, timestamps=False)]
+        if tail is not None:
+            wanted = wanted[-tail:] if tail > 0 else []
+        return self._log_frames(container_id, path, wanted, offset, stdout, stderr, follow, timestamps)
+
+    def _log_frames(self, container_id: str, path: Path, history: list[dict], offset: int, stdout: bool,
+                    stderr: bool, follow: bool, timestamps: bool) -> Iterator[bytes]:
+        for entry in history:
+            yield logs.render(entry, stdout=stdout, stderr=stderr, timestamps=timestamps)
+        if not follow:
+            return
+        try:
+            sock = self._connect(container_id, {"op": "logs", "offset": offset})
+        except Conflict:  # exited meanwhile: whatever it wrote after our read is in the file
+            live = iter([logs.read_log(path, offset)[0]])
+        else:
+            live = self._follow(sock)
+        for batch in live:
+            for entry in batch:
+                framed = logs.render(entry, stdout=stdout, stderr=stderr, timestamps=timestamps)
+                if framed:
+                    yield framed
+
+    @staticmethod
+    def _follow(sock: socket.socket) -> Iterator[list[dict]]:
+        with sock:
+            rest = b""
+            while chunk := sock.recv(65536):
+                data = rest + chunk
+                cut = data.rfind(b"\n") + 1
+                rest = data[cut:]
+                yield list(logs.parse_lines(data[:cut]))
+
+    # -- state --------------------------------------------------------------------------------
+
+    def exit_status(self, container_id: str) -> tuple[int, str] | None:
+        """(exit code, FinishedAt) once the container exited; the state dir copy survives a reboot."""
+        for d in (self.paths.container_run_dir(container_id), self.paths.container_dir(container_id)):
+            try:
+                status = json.loads((d / "exit.json").read_text())
+            except (OSError, ValueError):
+                continue
+            return int(status["ExitCode"]), str(status["FinishedAt"])
+        return None
+
+    def monitor_alive(self, container_id: str, monitor_pid: int) -> bool:
+        """True if ``monitor_pid`` is still this container's monitor (a pid can be reused after a reboot)."""
+        try:
+            args = Path(f"/proc/{monitor_pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return MONITOR_MODULE.encode() in args and container_id.encode() in args
+
+    def pidfd(self, monitor_pid: int) -> int:
+        return os.pidfd_open(monitor_pid)
+
+    def kill(self, pid: int, sig: int) -> None:
+        """Signal the container's init. A process already gone is not an error: its exit is being reported."""
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def exec(self, pid: int, cmd: list[str], *, env: list[str], workdir: str, stdin: bool) -> subprocess.Popen:
+        """Run ``cmd`` inside the container whose init is ``pid``; the exit code is the command's."""
+        config_r, config_w = os.pipe()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", NSEXEC_MODULE, str(pid), str(config_r)],
+                pass_fds=(config_r,), stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/", env=_helper_env(),
+            )
+        finally:
+            os.close(config_r)
+        with os.fdopen(config_w, "wb") as f:
+            f.write(json.dumps({"cmd": cmd, "env": env, "workdir": workdir}).encode())
+        return proc
+
+    def remove(self, container_id: str) -> None:
+        """Delete the container's files (it must not be running); files already gone count as removed."""
+        errors: list[str] = []
+
+        def failed(func: object, path: str, exc: tuple) -> None:
+            if not isinstance(exc[1], FileNotFoundError):
+                errors.append(f"{path}: {exc[1]}")
+
+        for d in (self.paths.container_run_dir(container_id), self.paths.container_dir(container_id)):
+            shutil.rmtree(d, onerror=failed)
+        if errors:
+            raise BerthError(f"cannot remove container {container_id[:12]}: {'; '.join(errors)}")
