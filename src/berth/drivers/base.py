@@ -49,5 +49,8 @@ class NetworkDriver(Protocol):
     def delete(self, endpoint: EndpointSpec) -> None:
         """Unplug an endpoint; idempotent."""
 
+    def forget(self, endpoint: EndpointSpec) -> None:
+        """Drop state kept for an endpoint whose links vanished with its namespace; idempotent."""
+
     def check(self, endpoint: EndpointSpec) -> list[str]:
         """Problems found with an endpoint that should be in place (empty when healthy)."""

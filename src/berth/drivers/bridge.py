@@ -56,6 +56,9 @@ class BridgeDriver:
         self.kernel.nft(self._elements(network, subnets, "delete"))
         self.kernel.link_delete(network.bridge)
 
+    def _icc(self, network: Network) -> bool:
+        return opts.flag(network.options, opts.ENABLE_ICC, True)
+
     def add(self, endpoint: EndpointSpec) -> dict:
         network = endpoint.network
         assert network.bridge
@@ -71,6 +74,12 @@ class BridgeDriver:
             gateway4=endpoint.gateway4,
             gateway6=endpoint.gateway6,
         )
+        if not self._icc(network):
+            try:
+                self.kernel.nft(rules.port_elements(endpoint.host_ifname, "add"))
+            except Exception:
+                self.kernel.netns_link_delete(endpoint.netns, endpoint.ifname)
+                raise
         return {
             "interfaces": [
                 {"name": network.bridge},
@@ -82,6 +91,12 @@ class BridgeDriver:
 
     def delete(self, endpoint: EndpointSpec) -> None:
         self.kernel.netns_link_delete(endpoint.netns, endpoint.ifname)
+        self.forget(endpoint)
+
+    def forget(self, endpoint: EndpointSpec) -> None:
+        """Drop an endpoint's firewall state once its link is gone (its namespace was deleted)."""
+        if not self._icc(endpoint.network):
+            self.kernel.nft(rules.port_elements(endpoint.host_ifname, "delete"))
 
     def check(self, endpoint: EndpointSpec) -> list[str]:
         problems = []

@@ -437,14 +437,13 @@ class Containers:
 
     def teardown_network(self, c: Container) -> None:
         """Release every endpoint of a stopped container; deleting the netns removes all veths at once."""
+        netns = self.netns_path(c)
+        if mode_kind(self.mode_network(c)) in ("network", "none"):
+            self.ctx.kernel.netns_delete(netns)
         for a in self.attachments(c):
             if a.active:
-                book = self.ctx.addresses.get(a.network_id)
-                if book is not None:
-                    book.release(a.ipv4, a.ipv6)
+                self.sandboxes.forget(netns, a)
                 self.ctx.store.set_endpoint(cleared(a), state="active")
-        if mode_kind(self.mode_network(c)) in ("network", "none"):
-            self.ctx.kernel.netns_delete(self.netns_path(c))
 
     # -- remove ---------------------------------------------------------------------------------
 

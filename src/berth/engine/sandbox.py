@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import replace
 from ipaddress import IPv4Interface, IPv6Interface
 from pathlib import Path
@@ -12,16 +11,9 @@ from berth import config
 from berth.drivers.base import EndpointSpec
 from berth.engine.context import EngineContext
 from berth.engine.txn import Undo, fault
-from berth.ipam.allocator import mac_for
+from berth.ipam.allocator import mac_for, random_mac
 from berth.model import Attachment, Container, Network, new_id
 from berth.runtime import etcfiles
-
-
-def random_mac() -> str:
-    """A locally administered unicast MAC for endpoints without an IPv4 address."""
-    raw = bytearray(secrets.token_bytes(6))
-    raw[0] = (raw[0] & 0xFE) | 0x02
-    return ":".join(f"{b:02x}" for b in raw)
 
 
 def route_priority(net: Network, a: Attachment) -> tuple[bool, bool, str]:
@@ -99,6 +91,14 @@ class Sandboxes:
         self.ctx.drivers[net.driver].delete(self._spec(net, netns, ep))
         if owner_before is not None and owner_before.network_id == ep.network_id:
             self.set_routes(netns, self.route_owner(rest))
+        book = self.ctx.addresses.get(net.id)
+        if book is not None:
+            book.release(ep.ipv4, ep.ipv6)
+
+    def forget(self, netns: Path, ep: Attachment) -> None:
+        """An endpoint whose links died with its namespace: drop its driver state, free its addresses."""
+        net = self.network(ep.network_id)
+        self.ctx.drivers[net.driver].forget(self._spec(net, netns, ep))
         book = self.ctx.addresses.get(net.id)
         if book is not None:
             book.release(ep.ipv4, ep.ipv6)

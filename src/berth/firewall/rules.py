@@ -1,0 +1,147 @@
+"""berth's firewall: a fixed rule set that looks networks up in sets (design.md §5).
+
+berth owns two tables and nothing else: ``inet berth`` (forwarding policy and masquerade) and
+``bridge berth`` (port-to-port traffic on bridges with ICC off, which never reaches the inet hooks
+unless br_netfilter is on; matched by the host-side veth names of those bridges' endpoints, since
+``meta ibrname`` is not available on every kernel). The rules never change after start-up: a network is a few set elements
+(its bridge name, its subnets), so creating or removing one is O(1) whatever the number of networks.
+
+Every chain has policy accept: berth only ever drops traffic that touches its own bridges, and never
+decides the fate of anybody else's packets.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network, IPv6Network
+from typing import Any, Literal, Sequence
+
+TABLE = "berth"
+INET = "inet"
+BRIDGE = "bridge"
+
+Json = dict[str, Any]
+
+
+def _meta(key: str) -> Json:
+    return {"meta": {"key": key}}
+
+
+def _match(left: Json, right: Any, op: str = "==") -> Json:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _rule(family: str, chain: str, *expr: Json, comment: str | None = None) -> Json:
+    rule: Json = {"family": family, "table": TABLE, "chain": chain, "expr": list(expr)}
+    if comment:
+        rule["comment"] = comment
+    return {"add": {"rule": rule}}
+
+
+def _set(family: str, name: str, type_: Any, interval: bool = False) -> Json:
+    spec: Json = {"family": family, "table": TABLE, "name": name, "type": type_}
+    if interval:
+        spec["flags"] = ["interval"]
+    return {"add": {"set": spec}}
+
+
+def _chain(family: str, name: str, hook: str | None = None, kind: str = "filter", prio: int = 0) -> Json:
+    spec: Json = {"family": family, "table": TABLE, "name": name}
+    if hook:
+        spec.update({"type": kind, "hook": hook, "prio": prio, "policy": "accept"})
+    return {"add": {"chain": spec}}
+
+
+def _flush(family: str, chain: str) -> Json:
+    return {"flush": {"chain": {"family": family, "table": TABLE, "name": chain}}}
+
+
+DROP: Json = {"drop": None}
+ACCEPT: Json = {"accept": None}
+
+
+def base_ruleset() -> list[Json]:
+    """Tables, sets and chains, then an atomic replace of berth's rules (one batch, idempotent)."""
+    cmds: list[Json] = [
+        {"add": {"table": {"family": INET, "name": TABLE}}},
+        {"add": {"table": {"family": BRIDGE, "name": TABLE}}},
+        _set(INET, "bridges", "ifname"),
+        _set(INET, "icc", ["ifname", "ifname"]),
+        _set(INET, "internal", "ifname"),
+        _set(INET, "masq4", "ipv4_addr", interval=True),
+        _set(INET, "masq6", "ipv6_addr", interval=True),
+        _set(BRIDGE, "icc_off_ports", "ifname"),
+        _chain(INET, "forward", "forward", "filter", 0),
+        _chain(INET, "from_bridge"),
+        _chain(INET, "to_bridge"),
+        _chain(INET, "postrouting", "postrouting", "nat", 100),
+        _chain(BRIDGE, "forward", "forward", "filter", 0),
+    ]
+    for family, chain in ((INET, "forward"), (INET, "from_bridge"), (INET, "to_bridge"), (INET, "postrouting"),
+                          (BRIDGE, "forward")):
+        cmds.append(_flush(family, chain))
+    iif, oif = _meta("iifname"), _meta("oifname")
+    cmds += [
+        # forward: sort traffic by whether it leaves or enters a berth bridge
+        _rule(INET, "forward", _match(iif, "@bridges"), {"jump": {"target": "from_bridge"}}),
+        _rule(INET, "forward", _match(oif, "@bridges"), {"jump": {"target": "to_bridge"}}),
+        # from a container: same bridge only with ICC; other bridges never (isolation); internal: no egress
+        _rule(INET, "from_bridge", _match({"concat": [iif, oif]}, "@icc"), ACCEPT, comment="icc"),
+        _rule(INET, "from_bridge", _match({"ct": {"key": "status"}}, "dnat", "in"), ACCEPT,
+              comment="published ports are reachable from every network"),
+        _rule(INET, "from_bridge", _match(oif, "@bridges"), DROP, comment="isolation between networks"),
+        _rule(INET, "from_bridge", _match(iif, "@internal"), DROP, comment="internal network: no egress"),
+        # into a container from outside: replies and published ports only
+        _rule(INET, "to_bridge", _match(oif, "@internal"), DROP, comment="internal network: no ingress"),
+        _rule(INET, "to_bridge", _match({"ct": {"key": "state"}}, ["established", "related"], "in"), ACCEPT),
+        _rule(INET, "to_bridge", _match({"ct": {"key": "status"}}, "dnat", "in"), ACCEPT, comment="published ports"),
+        _rule(INET, "to_bridge", DROP, comment="no unsolicited connections into containers"),
+        # egress NAT for networks with masquerade on
+        _rule(INET, "postrouting", _match({"payload": {"protocol": "ip", "field": "saddr"}}, "@masq4"),
+              _match(oif, "@bridges", "!="), {"masquerade": None}),
+        _rule(INET, "postrouting", _match({"payload": {"protocol": "ip6", "field": "saddr"}}, "@masq6"),
+              _match(oif, "@bridges", "!="), {"masquerade": None}),
+        # port-to-port frames on a bridge with ICC off (when br_netfilter does not send them through inet)
+        _rule(BRIDGE, "forward", _match(iif, "@icc_off_ports"), DROP, comment="icc off"),
+    ]
+    return cmds
+
+
+def _elements(op: str, family: str, name: str, elems: list[Any]) -> list[Json]:
+    if not elems:
+        return []
+    element = {"element": {"family": family, "table": TABLE, "name": name, "elem": elems}}
+    if op == "add":
+        return [{"add": element}]
+    # nft 1.0.6 has no "destroy": adding first makes the delete succeed whether or not the element was there.
+    return [{"add": element}, {"delete": element}]
+
+
+def network_elements(bridge: str, subnets: Sequence[IPv4Network | IPv6Network], *, icc: bool, masquerade: bool,
+                     internal: bool, op: Literal["add", "delete"]) -> list[Json]:
+    """The set elements that make one network behave as configured (all of them, added or removed)."""
+    def prefix(n: IPv4Network | IPv6Network) -> Json:
+        return {"prefix": {"addr": str(n.network_address), "len": n.prefixlen}}
+
+    cmds = _elements(op, INET, "bridges", [bridge])
+    if icc:
+        cmds += _elements(op, INET, "icc", [{"concat": [bridge, bridge]}])
+    if internal:
+        cmds += _elements(op, INET, "internal", [bridge])
+    if masquerade and not internal:
+        cmds += _elements(op, INET, "masq4", [prefix(n) for n in subnets if n.version == 4])
+        cmds += _elements(op, INET, "masq6", [prefix(n) for n in subnets if n.version == 6])
+    return cmds
+
+
+def port_elements(host_ifname: str, op: Literal["add", "delete"]) -> list[Json]:
+    """An endpoint of a bridge with ICC off: its frames may reach the gateway but no other port."""
+    return _elements(op, BRIDGE, "icc_off_ports", [host_ifname])
+
+
+def remove_all() -> list[Json]:
+    """Delete berth's tables (idempotent: each is added first, so the delete cannot miss)."""
+    cmds: list[Json] = []
+    for family in (INET, BRIDGE):
+        table = {"table": {"family": family, "name": TABLE}}
+        cmds += [{"add": table}, {"delete": table}]
+    return cmds
