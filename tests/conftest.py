@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from berth.testing.images import busybox_rootfs_tar
 from berth.testing.sandbox import Sandbox
 
 
@@ -31,3 +33,16 @@ def host(bare_host: Sandbox) -> Sandbox:
     """A throwaway host with berthd running inside it."""
     bare_host.start_berthd()
     return bare_host
+
+
+@pytest.fixture(scope="session")
+def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return busybox_rootfs_tar(tmp_path_factory.mktemp("images") / "bb.tar")
+
+
+@pytest.fixture
+def bb(host: Sandbox, busybox_tar: Path) -> Sandbox:
+    """A throwaway host with berthd running and the busybox image imported as ``bb``."""
+    result = host.berth("import", str(busybox_tar), "bb")
+    assert result.returncode == 0, result.stderr
+    return host

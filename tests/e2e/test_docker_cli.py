@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.integration.conftest import ok
+from tests.helpers import ok
 
 pytestmark = [
     pytest.mark.integration,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.integration.conftest import fails, inspect, ok, poll
+from tests.helpers import fails, inspect, ok, poll
 
 pytestmark = pytest.mark.integration
 

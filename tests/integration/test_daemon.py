@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import inspect, ok, poll
+from tests.helpers import inspect, ok, poll
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.integration.conftest import fails, inspect, kernel_snapshot, ok
+from tests.helpers import fails, inspect, kernel_snapshot, ok
 
 pytestmark = pytest.mark.integration
 

@@ -71,6 +71,8 @@ class Containers:
         self.pending: dict[str, list[PendingAttach]] = {}
         self.execs: dict[str, ExecRecord] = {}
         self.exits: dict[str, int] = {}  # exit generation per container, for wait?condition=next-exit
+        # last exit code of recently removed containers: a ``--rm`` run's waiter learns it after removal
+        self.removed_codes: dict[str, int] = {}
         self.watch: Callable[[str, int], None] = lambda cid, pid: None
 
     # -- lookup ---------------------------------------------------------------------------------
@@ -465,6 +467,9 @@ class Containers:
 
     def _remove(self, c: Container) -> None:
         self._cancel_pending(c.id)
+        self.removed_codes[c.id] = c.state.exit_code
+        while len(self.removed_codes) > 4096:
+            self.removed_codes.pop(next(iter(self.removed_codes)))
         self.ctx.store.remove_container(c.id)
         self.ctx.runtime.remove(c.id)
         for exec_id in [e.id for e in self.execs.values() if e.container_id == c.id]:
@@ -486,9 +491,7 @@ class Containers:
             while True:
                 current = self.ctx.store.container(c.id)
                 if current is None:
-                    if condition == "removed" or self.exits.get(c.id, 0) == generation:
-                        return last_code
-                    return last_code
+                    return self.removed_codes.get(c.id, last_code)
                 last_code = current.state.exit_code
                 if condition == "not-running" and not current.state.running:
                     return last_code

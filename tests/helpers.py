@@ -1,4 +1,4 @@
-"""Fixtures for whole-system tests: a throwaway host with berthd running and a busybox image loaded."""
+"""Assertions and probes shared by the whole-system tests."""
 
 from __future__ import annotations
 
@@ -6,23 +6,6 @@ import json
 import time
 from pathlib import Path
 from typing import Any, Callable
-
-import pytest
-
-from berth.testing.images import busybox_rootfs_tar
-
-
-@pytest.fixture(scope="session")
-def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return busybox_rootfs_tar(tmp_path_factory.mktemp("images") / "bb.tar")
-
-
-@pytest.fixture
-def bb(host: Any, busybox_tar: Path) -> Any:
-    """A throwaway host with berthd running and the busybox image imported as ``bb``."""
-    result = host.berth("import", str(busybox_tar), "bb")
-    assert result.returncode == 0, result.stderr
-    return host
 
 
 def ok(result: Any) -> str:
