@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import signal
 import socket
 from dataclasses import dataclass, field
@@ -49,6 +50,13 @@ class FakeRuntime:
         self.released: list[str] = []
         self.on_kill: Callable[[str, int], None] = lambda cid, sig: None
         self.fail_start: Exception | None = None
+        self._exit_pipes: dict[int, tuple[int, int]] = {}
+
+    def pidfd(self, monitor_pid: int) -> int:
+        """A descriptor that turns readable when the fake monitor exits, like a real pidfd."""
+        if monitor_pid not in self._exit_pipes:
+            self._exit_pipes[monitor_pid] = os.pipe()
+        return os.dup(self._exit_pipes[monitor_pid][0])
 
     def start(self, spec: ContainerSpec) -> Started:
         if self.fail_start:
@@ -64,8 +72,12 @@ class FakeRuntime:
         self.released.append(container_id)
 
     def exit(self, container_id: str, code: int) -> None:
-        self.running.pop(container_id, None)
+        started = self.running.pop(container_id, None)
         self.exited[container_id] = (code, "2026-01-01T00:00:00.000000Z")
+        if started is not None and started.monitor_pid in self._exit_pipes:
+            read_end, write_end = self._exit_pipes.pop(started.monitor_pid)
+            os.close(write_end)
+            os.close(read_end)
 
     def attach(self, container_id: str, **flags: Any) -> socket.socket:
         a, b = socket.socketpair()

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         kernel = Kernel()
-        engine = Engine(paths, kernel, Runtime(), ImageStore(paths.images))
+        engine = Engine(paths, kernel, Runtime(paths), ImageStore(paths.images))
         engine.start()
         server = UnixHTTPServer(str(paths.socket), make_router(engine))
     except BerthError as err:

@@ -45,7 +45,7 @@ class Engine:
         )
         self.networks = Networks(self.ctx)
         self.containers = Containers(self.ctx, self.networks)
-        self.watcher = ExitWatcher(self.containers.on_exit)
+        self.watcher = ExitWatcher(self.containers.on_exit, runtime.pidfd)
         self.containers.watch = self.watcher.watch
 
     def start(self) -> Report:

@@ -17,8 +17,9 @@ log = logging.getLogger("berth.watcher")
 
 
 class ExitWatcher:
-    def __init__(self, on_exit: Callable[[str], None]) -> None:
+    def __init__(self, on_exit: Callable[[str], None], pidfd: Callable[[int], int] = os.pidfd_open) -> None:
         self._on_exit = on_exit
+        self._pidfd = pidfd
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
@@ -32,7 +33,7 @@ class ExitWatcher:
     def watch(self, container_id: str, monitor_pid: int) -> None:
         """Report ``container_id`` when ``monitor_pid`` exits (at once if it is already gone)."""
         try:
-            fd = os.pidfd_open(monitor_pid)
+            fd = self._pidfd(monitor_pid)
         except ProcessLookupError:
             threading.Thread(target=self._on_exit, args=(container_id,), daemon=True).start()
             return

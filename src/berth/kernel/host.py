@@ -11,8 +11,7 @@ import errno
 import os
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
-from ipaddress import (IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network,
+from ipaddress import (IPv4Address, IPv4Network, IPv6Address, IPv6Network,
                        ip_interface, ip_network)
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -23,23 +22,10 @@ from pyroute2.netlink.exceptions import NetlinkError
 from berth.errors import KernelError
 from berth.kernel import netns as ns
 from berth.kernel.nft import Nftables
+from berth.kernel.types import Iface, LinkInfo
 
-Iface = IPv4Interface | IPv6Interface
 IFA_F_NODAD = 0x02
 RT_SCOPE_LINK = 253
-
-
-@dataclass(frozen=True)
-class LinkInfo:
-    name: str
-    index: int
-    kind: str
-    alias: str | None
-    master: str | None
-    mtu: int
-    up: bool
-    mac: str
-    addresses: tuple[Iface, ...]
 
 
 def _why(err: BaseException) -> str:

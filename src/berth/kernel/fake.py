@@ -1,0 +1,221 @@
+"""An in-memory twin of ``Kernel`` for unit tests: same methods, same preconditions, same errors.
+
+It keeps links, namespaces, addresses, routes, sysctls and nft set elements as plain data, so engine
+tests run without root and can compare ``snapshot()`` before and after a failed command.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
+from pathlib import Path
+from typing import Any, Sequence
+
+from berth.errors import KernelError
+from berth.kernel.types import Iface, LinkInfo
+
+MAX_BRIDGE_PORTS = 1023
+
+
+@dataclass
+class _Link:
+    name: str
+    kind: str
+    alias: str | None = None
+    master: str | None = None
+    mtu: int = 1500
+    up: bool = False
+    mac: str = ""
+    addresses: list[Iface] = field(default_factory=list)
+
+
+class FakeKernel:
+    def __init__(self, host_networks: Sequence[IPv4Network | IPv6Network] = ()) -> None:
+        self.host: dict[str, _Link] = {"lo": _Link("lo", "loopback", up=True)}
+        self.namespaces: dict[str, dict[str, _Link]] = {}
+        self.routes: dict[str, dict[int, Any]] = {}
+        self.sysctls: dict[str, str] = {}
+        self.sets: dict[tuple[str, str], set[str]] = {}
+        self.tables: set[str] = set()
+        self._host_networks = list(host_networks)
+        self.fail: dict[str, Exception] = {}  # method name -> error to raise once (failure injection)
+
+    def _maybe_fail(self, what: str) -> None:
+        err = self.fail.pop(what, None)
+        if err is not None:
+            raise err
+
+    @staticmethod
+    def _info(index: int, link: _Link) -> LinkInfo:
+        return LinkInfo(link.name, index, link.kind, link.alias, link.master, link.mtu, link.up, link.mac,
+                        tuple(link.addresses))
+
+    # -- namespaces ------------------------------------------------------------------------------
+
+    def netns_create(self, path: str | Path) -> None:
+        self._maybe_fail("netns_create")
+        key = str(path)
+        if key in self.namespaces:
+            raise KernelError(f"network namespace {path} already exists")
+        self.namespaces[key] = {"lo": _Link("lo", "loopback", up=True)}
+        self.routes[key] = {}
+
+    def netns_delete(self, path: str | Path) -> None:
+        links = self.namespaces.pop(str(path), {})
+        self.routes.pop(str(path), None)
+        peers = {l.mac for l in links.values()}
+        self.host = {n: l for n, l in self.host.items() if not (l.kind == "veth" and l.mac in peers)}
+
+    def netns_exists(self, path: str | Path) -> bool:
+        return str(path) in self.namespaces
+
+    # -- host links ------------------------------------------------------------------------------
+
+    def bridge_ensure(self, name: str, *, alias: str, mtu: int, addresses: Sequence[Iface], mac: str | None = None) -> None:
+        self._maybe_fail("bridge_ensure")
+        link = self.host.get(name)
+        if link is None:
+            link = self.host[name] = _Link(name, "bridge", alias=alias, mtu=mtu)
+        elif link.kind != "bridge" or link.alias != alias:
+            raise KernelError(f"a link named {name} already exists and is not berth's bridge for this network")
+        link.mtu = mtu
+        for iface in addresses:
+            if iface not in link.addresses:
+                link.addresses.append(iface)
+        link.up = True
+
+    def link_delete(self, name: str) -> None:
+        link = self.host.pop(name, None)
+        if link is not None and link.kind == "bridge":
+            for other in self.host.values():
+                if other.master == name:
+                    other.master = None
+
+    def link_get(self, name: str) -> LinkInfo | None:
+        names = list(self.host)
+        return self._info(names.index(name) + 1, self.host[name]) if name in self.host else None
+
+    def links(self, alias_prefix: str = "berth:") -> list[LinkInfo]:
+        return [self._info(i + 1, l) for i, l in enumerate(self.host.values()) if (l.alias or "").startswith(alias_prefix)]
+
+    def bridge_port_count(self, bridge: str) -> int:
+        return sum(1 for l in self.host.values() if l.master == bridge)
+
+    # -- endpoints -------------------------------------------------------------------------------
+
+    def veth_attach(self, *, netns: str | Path, host_name: str, alias: str, bridge: str, ifname: str, mac: str,
+                    mtu: int, addresses: Sequence[Iface], gateway4: IPv4Address | None = None,
+                    gateway6: IPv6Address | None = None) -> None:
+        self._maybe_fail("veth_attach")
+        inside = self.namespaces.get(str(netns))
+        if inside is None:
+            raise KernelError(f"network namespace {netns} does not exist")
+        if bridge not in self.host:
+            raise KernelError(f"bridge {bridge} does not exist (try: berth system reconcile)")
+        if host_name in self.host or ifname in inside:
+            raise KernelError(f"cannot create veth pair {host_name}/{ifname}: File exists")
+        if self.bridge_port_count(bridge) >= MAX_BRIDGE_PORTS:
+            raise KernelError(f"network bridge {bridge} is full: a Linux bridge takes at most 1023 ports")
+        self.host[host_name] = _Link(host_name, "veth", alias=alias, master=bridge, mtu=mtu, up=True, mac=mac)
+        inside[ifname] = _Link(ifname, "veth", mtu=mtu, up=True, mac=mac, addresses=list(addresses))
+        routes = self.routes[str(netns)]
+        if gateway4 is not None:
+            routes[4] = (gateway4, ifname)
+        if gateway6 is not None:
+            routes[6] = (gateway6, ifname)
+
+    def netns_link_delete(self, netns: str | Path, ifname: str) -> None:
+        inside = self.namespaces.get(str(netns), {})
+        link = inside.pop(ifname, None)
+        if link is not None:
+            self.host = {n: l for n, l in self.host.items() if not (l.kind == "veth" and l.mac == link.mac)}
+            routes = self.routes[str(netns)]
+            for family in (4, 6):
+                if family in routes and routes[family][1] == ifname:
+                    del routes[family]
+
+    def netns_set_default_routes(self, netns: str | Path, *, gateway4: IPv4Address | None,
+                                 gateway6: IPv6Address | None) -> None:
+        routes = self.routes[str(netns)]
+        for family, gateway in ((4, gateway4), (6, gateway6)):
+            routes.pop(family, None)
+            if gateway is not None:
+                dev = next((l.name for l in self.namespaces[str(netns)].values()
+                            if any(a.version == family and gateway in a.network for a in l.addresses)), None)
+                if dev is None:
+                    raise KernelError(f"cannot add default route via {gateway}: Network is unreachable")
+                routes[family] = (gateway, dev)
+
+    def netns_links(self, netns: str | Path) -> list[LinkInfo]:
+        return [self._info(i + 1, l) for i, l in enumerate(self.namespaces[str(netns)].values())]
+
+    def netns_routes(self, netns: str | Path) -> list[dict[str, Any]]:
+        return [{"dst": "default", "gateway": str(gw), "dev": dev} for gw, dev in self.routes[str(netns)].values()]
+
+    # -- facts, sysctls, nft ---------------------------------------------------------------------
+
+    def host_networks(self) -> list[IPv4Network | IPv6Network]:
+        ours = {l.name for l in self.host.values() if (l.alias or "").startswith("berth:")}
+        nets = list(self._host_networks)
+        for l in self.host.values():
+            if l.name not in ours:
+                nets += [ip_network(a.network) for a in l.addresses]
+        return nets
+
+    def sysctl_set(self, key: str, value: str) -> None:
+        self.sysctls[key] = value
+
+    def sysctl_get(self, key: str) -> str:
+        return self.sysctls.get(key, "0")
+
+    def nft(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Applies table and set-element commands atomically (elements are tracked, rules only checked)."""
+        self._maybe_fail("nft")
+        sets, tables = copy.deepcopy(self.sets), set(self.tables)
+        for cmd in commands:
+            (verb, body), = cmd.items()
+            (kind, spec), = body.items()
+            if kind == "table":
+                key = f"{spec['family']} {spec['name']}"
+                if verb == "add":
+                    tables.add(key)
+                elif verb == "delete":
+                    if key not in tables:
+                        raise KernelError("nftables refused berth's change: No such file or directory")
+                    tables.discard(key)
+                    sets = {k: v for k, v in sets.items() if not k[0].startswith(key)}
+            elif kind == "set" and verb == "add":
+                sets.setdefault((f"{spec['family']} {spec['table']}", spec["name"]), set())
+            elif kind == "element":
+                key = (f"{spec['family']} {spec['table']}", spec["name"])
+                if key not in sets:
+                    raise KernelError("nftables refused berth's change: No such file or directory")
+                for elem in spec["elem"]:
+                    text = repr(elem)
+                    if verb == "add":
+                        sets[key].add(text)
+                    elif verb == "delete":
+                        if text not in sets[key]:
+                            raise KernelError("nftables refused berth's change: No such file or directory")
+                        sets[key].discard(text)
+        self.sets, self.tables = sets, tables
+        return []
+
+    def nft_table(self, family: str, name: str) -> dict[str, Any] | None:
+        key = f"{family} {name}"
+        if key not in self.tables:
+            return None
+        return {k[1]: sorted(v) for k, v in self.sets.items() if k[0] == key}
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "host": {n: replace(l, addresses=list(l.addresses)) for n, l in self.host.items()},
+            "netns": {k: sorted(v) for k, v in self.namespaces.items()},
+            "routes": copy.deepcopy(self.routes),
+            "sets": copy.deepcopy(self.sets),
+            "tables": set(self.tables),
+        }
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,63 @@
+"""berth's nftables rules as data: a fixed rule set, and networks as set elements."""
+
+from __future__ import annotations
+
+import json
+import os
+from ipaddress import ip_network
+from pathlib import Path
+
+import pytest
+
+from berth.firewall import rules
+
+GOLDEN = Path(__file__).parent.parent / "golden" / "firewall"
+
+
+def golden(name: str, data: object) -> None:
+    """Compare with the reviewed golden file; ``BERTH_UPDATE_GOLDEN=1`` rewrites it after a deliberate change."""
+    path = GOLDEN / name
+    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+    if os.environ.get("BERTH_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+def test_base_ruleset_matches_golden():
+    golden("base.json", rules.base_ruleset())
+
+
+def test_network_elements_match_golden():
+    subnets = [ip_network("10.1.0.0/24"), ip_network("fd00:1::/64")]
+    golden("network-add.json", rules.network_elements("berth-abc", subnets, icc=True, masquerade=True,
+                                                      internal=False, op="add"))
+    golden("network-internal-icc-off-delete.json", rules.network_elements(
+        "berth-x", subnets[:1], icc=False, masquerade=True, internal=True, op="delete"))
+
+
+def test_base_ruleset_touches_only_berths_tables():
+    for cmd in rules.base_ruleset():
+        (verb, body), = cmd.items()
+        (kind, spec), = body.items()
+        assert spec.get("table", spec.get("name")) == "berth" or kind == "table" and spec["name"] == "berth"
+
+
+def test_policies_are_accept_so_other_traffic_is_never_decided_by_berth():
+    chains = [c["add"]["chain"] for c in rules.base_ruleset() if "chain" in c.get("add", {})]
+    assert all(c["policy"] == "accept" for c in chains if "hook" in c)
+
+
+@pytest.mark.parametrize("op", ["add", "delete"])
+def test_delete_is_idempotent_by_construction(op):
+    cmds = rules.network_elements("b", [ip_network("10.0.0.0/24")], icc=True, masquerade=True, internal=False, op=op)
+    verbs = [next(iter(c)) for c in cmds]
+    if op == "delete":
+        assert verbs == ["add", "delete"] * (len(verbs) // 2)  # each delete is preceded by an add of the same element
+    else:
+        assert set(verbs) == {"add"}
+
+
+def test_internal_networks_are_never_masqueraded():
+    cmds = rules.network_elements("b", [ip_network("10.0.0.0/24")], icc=True, masquerade=True, internal=True, op="add")
+    names = {c["add"]["element"]["name"] for c in cmds}
+    assert "masq4" not in names and "internal" in names
