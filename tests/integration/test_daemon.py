@@ -48,3 +48,14 @@ def test_reboot_like_loss_restores_networks_and_reports_containers_exited(bb):
     assert "table inet berth" in ok(bb.run(["nft", "list", "tables"]))
     ok(bb.berth("start", "a"))
     assert inspect(bb, "inspect", "a")[0]["NetworkSettings"]["Networks"]["mynet"]["IPAddress"] == "10.20.0.2"
+
+
+def test_system_reconcile_removes_stale_links_it_owns_and_nothing_else(host):
+    # a marked bridge without a record (as a crash would leave) and a foreign one
+    host.run(["ip", "link", "add", "berth-stale", "type", "bridge"], check=True)
+    host.run(["ip", "link", "set", "berth-stale", "alias", "berth:" + "0" * 64], check=True)
+    host.run(["ip", "link", "add", "br-user", "type", "bridge"], check=True)
+    out = ok(host.berth("system", "reconcile"))
+    assert "removed stale link: berth-stale" in out
+    assert host.run(["ip", "link", "show", "berth-stale"]).returncode != 0
+    assert host.run(["ip", "link", "show", "br-user"]).returncode == 0

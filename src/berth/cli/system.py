@@ -50,6 +50,22 @@ def cmd_version(ctx: "Context", args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reconcile(ctx: "Context", args: argparse.Namespace) -> int:
+    """Ask berthd to bring the kernel and its records back into agreement, and say what it changed."""
+    report = ctx.client.post("/berth/reconcile") or {}
+    labels = {
+        "removed_networks": "removed interrupted network", "exited_containers": "container found exited",
+        "adopted_containers": "running container kept", "removed_links": "removed stale link",
+        "removed_netns": "removed stale network namespace", "restored_networks": "network checked",
+    }
+    for key, label in labels.items():
+        for name in report.get(key) or []:
+            ctx.out(f"{label}: {name}\n")
+    for line in report.get("errors") or []:
+        ctx.err(f"error: {line}\n")
+    return 1 if report.get("errors") else 0
+
+
 def _arch(machine: str) -> str:
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
 
@@ -63,3 +79,8 @@ def register(commands: Any) -> None:
 
     p = commands.add_parser("version", help="Show the berth version information")
     p.set_defaults(func=cmd_version)
+
+    p = commands.add_parser("system", help="Manage berthd's state")
+    sub = p.add_subparsers(dest="system_command", metavar="COMMAND", required=True)
+    r = sub.add_parser("reconcile", help="Repair kernel state and records after a crash (also done at every start)")
+    r.set_defaults(func=cmd_reconcile)
