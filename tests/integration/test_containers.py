@@ -149,3 +149,26 @@ def test_logs_wait_ps_and_rm(bb):
     assert table[0].split()[:2] == ["CONTAINER", "ID"] and "Exited (7)" in table[1] and "talker" in table[1]
     ok(bb.berth("rm", "talker"))
     fails(bb.berth("rm", "talker"), "No such container: talker")
+
+
+def test_ipv6_dual_stack_network(bb):
+    ok(bb.berth("network", "create", "--ipv6", "--subnet", "10.70.0.0/24", "--subnet", "fd77::/64", "dual"))
+    ok(bb.berth("run", "-d", "--name", "a", "--network", "dual", "bb", "sleep", "600"))
+    ok(bb.berth("run", "-d", "--name", "b", "--network", "dual", "bb", "sleep", "600"))
+    a = inspect(bb, "inspect", "a")[0]["NetworkSettings"]["Networks"]["dual"]
+    assert a["GlobalIPv6Address"] == "fd77::2" and a["IPv6Gateway"] == "fd77::1" and a["IPAddress"] == "10.70.0.2"
+    assert ok(bb.berth("exec", "a", "ping", "-6", "-c", "1", "-W", "2", "fd77::3"))
+    assert "default via fd77::1" in ok(bb.berth("exec", "a", "ip", "-6", "route"))
+
+
+def test_bad_container_input_is_refused_and_changes_nothing(bb):
+    ok(bb.berth("network", "create", "--subnet", "10.20.0.0/24", "mynet"))
+    before = ok(bb.berth("ps", "-a", "--no-trunc"))
+    fails(bb.berth("run", "-d", "nosuchimage", "true"), "No such image: nosuchimage")
+    fails(bb.berth("run", "-d", "--network", "nosuchnet", "bb", "true"), "network nosuchnet not found")
+    fails(bb.berth("run", "-d", "--name", "bad name", "bb", "true"), "Invalid container name (bad name)")
+    ok(bb.berth("run", "-d", "--name", "dup", "bb", "sleep", "600"))
+    fails(bb.berth("run", "-d", "--name", "dup", "bb", "true"), 'The container name "/dup" is already in use')
+    fails(bb.berth("run", "--network", "host", "--network-alias", "x", "bb", "true"),
+          "network-scoped alias is supported only for containers in user defined networks")
+    assert len(ok(bb.berth("ps", "-a", "-q")).split()) == 1 and before.count("\n") == 1

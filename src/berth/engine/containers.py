@@ -199,8 +199,11 @@ class Containers:
             return None, {}
         if kind in ("host", "none"):
             for ep in net_config.values():
-                if (ep or {}).get("Aliases") or ((ep or {}).get("IPAMConfig") or {}).get("IPv4Address"):
-                    raise InvalidParameter("conflicting options: cannot attach both user-defined and non-user-defined network-modes")
+                ep = ep or {}
+                if ep.get("Aliases"):
+                    raise InvalidParameter("network-scoped alias is supported only for containers in user defined networks")
+                if any((ep.get("IPAMConfig") or {}).get(k) for k in ("IPv4Address", "IPv6Address")):
+                    raise InvalidParameter("user specified IP address is supported on user defined networks only")
             return None, {}
         net = self.networks.resolve("bridge" if mode == "default" else mode)
         if net.driver in ("host", "null"):
