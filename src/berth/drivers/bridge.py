@@ -45,14 +45,18 @@ class BridgeDriver:
             mtu=opts.mtu(network.options),
             addresses=list(gateways),
         )
+        mark = KERNEL_MARK_PREFIX + network.id
         try:
             self.kernel.nft(self._elements(network, subnets, "add"))
+            self.kernel.docker_user_allow(network.bridge, mark)
         except Exception:
+            self.kernel.nft(self._elements(network, subnets, "delete"))
             self.kernel.link_delete(network.bridge)
             raise
 
     def delete_network(self, network: Network, subnets: Sequence[IPv4Network | IPv6Network]) -> None:
         assert network.bridge
+        self.kernel.docker_user_revoke(network.bridge, KERNEL_MARK_PREFIX + network.id)
         self.kernel.nft(self._elements(network, subnets, "delete"))
         self.kernel.link_delete(network.bridge)
 

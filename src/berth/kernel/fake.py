@@ -39,6 +39,7 @@ class FakeKernel:
         self.sets: dict[tuple[str, str], set[str]] = {}
         self.tables: set[str] = set()
         self._host_networks = list(host_networks)
+        self.docker_user: set[tuple[str, str]] = set()  # (bridge, mark) accept rules in Docker's chain
         self.fail: dict[str, Exception] = {}  # method name -> error to raise once (failure injection)
 
     def _maybe_fail(self, what: str) -> None:
@@ -202,6 +203,12 @@ class FakeKernel:
         self.sets, self.tables = sets, tables
         return []
 
+    def docker_user_allow(self, bridge: str, mark: str) -> None:
+        self.docker_user.add((bridge, mark))
+
+    def docker_user_revoke(self, bridge: str, mark: str) -> None:
+        self.docker_user.discard((bridge, mark))
+
     def nft_table(self, family: str, name: str) -> dict[str, Any] | None:
         key = f"{family} {name}"
         if key not in self.tables:
@@ -215,6 +222,7 @@ class FakeKernel:
             "routes": copy.deepcopy(self.routes),
             "sets": copy.deepcopy(self.sets),
             "tables": set(self.tables),
+            "docker_user": set(self.docker_user),
         }
 
     def close(self) -> None:

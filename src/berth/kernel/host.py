@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
 import threading
 from contextlib import contextmanager
 from ipaddress import (IPv4Address, IPv4Network, IPv6Address, IPv6Network,
@@ -20,6 +21,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from berth.errors import KernelError
+from berth.kernel import dockeruser
 from berth.kernel import netns as ns
 from berth.kernel.nft import Nftables
 from berth.kernel.types import Iface, LinkInfo
@@ -311,6 +313,17 @@ class Kernel:
 
     def nft(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return self._nftables.batch(commands)
+
+    def docker_user_allow(self, bridge: str, mark: str) -> None:
+        """On a host running Docker, let ``bridge``'s traffic past Docker's FORWARD policy."""
+        try:
+            dockeruser.allow(self._nftables, bridge, mark)
+        except subprocess.CalledProcessError as err:
+            raise KernelError(f"cannot add berth's rule for {bridge} to Docker's {dockeruser.CHAIN} chain: "
+                              f"{(err.stderr or b'').decode(errors='replace').strip()}") from None
+
+    def docker_user_revoke(self, bridge: str, mark: str) -> None:
+        dockeruser.revoke(self._nftables, bridge, mark)
 
     def nft_table(self, family: str, name: str) -> dict[str, Any] | None:
         try:
