@@ -79,6 +79,7 @@ class ContainerState:
     started_at: str = "0001-01-01T00:00:00Z"
     finished_at: str = "0001-01-01T00:00:00Z"
     error: str = ""
+    ports: list[list[Any]] = field(default_factory=list)  # published: [proto, host_ip|None, host_port, ip, port]
 
     @property
     def running(self) -> bool:

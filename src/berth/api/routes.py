@@ -190,7 +190,10 @@ def network_prune(engine: Engine, req: Request) -> Response:
 def container_create(engine: Engine, req: Request) -> Response:
     body = req.json()
     c = engine.containers.create(req.q("name") or None, body)
-    return Response(201, {"Id": c.id, "Warnings": []})
+    warnings = []
+    if c.network_mode == "host" and (c.host_config.get("PortBindings") or c.host_config.get("PublishAllPorts")):
+        warnings.append("Published ports are discarded when using host network mode")
+    return Response(201, {"Id": c.id, "Warnings": warnings})
 
 
 @route("GET", "/containers/json")

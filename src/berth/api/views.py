@@ -159,7 +159,7 @@ def container_json(engine: Engine, c: Container) -> dict[str, Any]:
             "HairpinMode": False,
             "LinkLocalIPv6Address": "",
             "LinkLocalIPv6PrefixLen": 0,
-            "Ports": {},
+            "Ports": port_map(c),
             "SandboxKey": str(netns) if netns else "",
             "SecondaryIPAddresses": None,
             "SecondaryIPv6Addresses": None,
@@ -174,6 +174,28 @@ def container_json(engine: Engine, c: Container) -> dict[str, Any]:
             "Networks": networks,
         },
     }
+
+
+def port_map(c: Container) -> dict[str, Any]:
+    """``NetworkSettings.Ports``: every exposed or bound port, with its live host bindings (or null)."""
+    keys = set(c.config.get("ExposedPorts") or {}) | set(c.host_config.get("PortBindings") or {})
+    out: dict[str, Any] = {key if "/" in key else f"{key}/tcp": None for key in keys}
+    for proto, host_ip, host_port, _ip, port in c.state.ports:
+        out.setdefault(f"{port}/{proto}", None)
+        out[f"{port}/{proto}"] = (out[f"{port}/{proto}"] or []) + [{"HostIp": host_ip or "0.0.0.0", "HostPort": str(host_port)}]
+    return out if c.state.running else {}
+
+
+def port_list(c: Container) -> list[dict[str, Any]]:
+    """The ``ps`` summary's ``Ports``: published ports with their host side, exposed ones without."""
+    out = [{"IP": host_ip or "0.0.0.0", "PrivatePort": port, "PublicPort": host_port, "Type": proto}
+           for proto, host_ip, host_port, _ip, port in c.state.ports]
+    published = {(p["PrivatePort"], p["Type"]) for p in out}
+    for key in c.config.get("ExposedPorts") or {}:
+        port, _, proto = key.partition("/")
+        if (int(port), proto or "tcp") not in published:
+            out.append({"PrivatePort": int(port), "Type": proto or "tcp"})
+    return out
 
 
 def _epoch(stamp: str) -> int:
@@ -225,7 +247,7 @@ def container_summary(engine: Engine, c: Container) -> dict[str, Any]:
         "ImageID": c.image_id,
         "Command": " ".join(shlex.quote(x) if " " in x else x for x in cmd),
         "Created": _epoch(c.created),
-        "Ports": [],
+        "Ports": port_list(c),
         "Labels": c.config.get("Labels") or {},
         "State": c.state.status,
         "Status": status_text(c),

@@ -47,6 +47,9 @@ class BridgeDriver:
         )
         mark = KERNEL_MARK_PREFIX + network.id
         try:
+            # published ports reached on 127.0.0.1 are DNATed to a container behind this bridge: the
+            # kernel must accept a loopback source leaving through it (set on berth's bridges only)
+            self.kernel.sysctl_set(f"net.ipv4.conf.{network.bridge}.route_localnet", "1")
             self.kernel.nft(self._elements(network, subnets, "add"))
             self.kernel.docker_user_allow(network.bridge, mark)
         except Exception:

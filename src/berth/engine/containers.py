@@ -14,9 +14,11 @@ from berth import config
 from berth.engine import names
 from berth.engine.context import EngineContext
 from berth.engine.networks import Networks
+from berth.engine.ports import Ports, as_records, from_records
 from berth.engine.sandbox import Sandboxes
 from berth.engine.txn import Undo, fault
 from berth.errors import BerthError, Conflict, Forbidden, InvalidParameter, NotFound, NotModified
+from berth.firewall import rules
 from berth.model import Attachment, Container, ContainerState, Network, new_id, now_rfc3339
 from berth.runtime.spawn import ContainerSpec
 from berth.store.sqlite import cleared
@@ -68,6 +70,7 @@ class Containers:
         self.ctx = ctx
         self.networks = networks
         self.sandboxes = Sandboxes(ctx)
+        self.ports = Ports(ctx)
         self.pending: dict[str, list[PendingAttach]] = {}
         self.execs: dict[str, ExecRecord] = {}
         self.exits: dict[str, int] = {}  # exit generation per container, for wait?condition=next-exit
@@ -273,6 +276,7 @@ class Containers:
                 raise NotModified("container already started")
             mode = self.mode_network(c)
             kind = mode_kind(mode)
+            published: list[rules.Published] = []
             with Undo() as undo:
                 netns: Path | None
                 if kind == "container":
@@ -296,6 +300,7 @@ class Containers:
                         ep = self.sandboxes.plug(netns, a, active, undo)
                         undo.push("endpoint record", self.ctx.store.set_endpoint, cleared(a), "active")
                         active.append(ep)
+                    published = self._publish(c, active, undo)
                     if etc_owner is c:
                         self.sandboxes.write_etc(c, active, kind)
                 if kind == "host":
@@ -311,7 +316,7 @@ class Containers:
                             self.ctx.store.set_endpoint(a, state="active")
                     state = ContainerState(
                         status="running", pid=started.pid, monitor_pid=started.monitor_pid,
-                        started_at=now_rfc3339(), finished_at=c.state.finished_at,
+                        started_at=now_rfc3339(), finished_at=c.state.finished_at, ports=as_records(published),
                     )
                     self.ctx.store.set_container_state(c.id, state)
             self.watch(c.id, started.monitor_pid)
@@ -319,6 +324,19 @@ class Containers:
             self.ctx.changed.notify_all()
         self.ctx.runtime.release(c.id)
         return self.get(c.id)
+
+    def _publish(self, c: Container, active: list[Attachment], undo: Undo) -> list[rules.Published]:
+        """Install the container's published ports (map elements) on its default-route network."""
+        owner = self.sandboxes.route_owner(active) or next((a for a in active if a.ipv4), None)
+        network = self.sandboxes.network(owner.network_id) if owner else None
+        published = self.ports.plan(c, owner, network)
+        if published:
+            assert owner is not None and owner.host_ifname
+            self.ctx.kernel.bridge_port_hairpin(owner.host_ifname)
+            self.ctx.kernel.nft(rules.port_elements(published, "add"))
+            undo.push("published ports", self.ctx.kernel.nft, rules.port_elements(published, "delete"))
+            fault("start-published")
+        return published
 
     def _spec(self, c: Container, etc_owner: Container, netns: Path | None, kind: str) -> ContainerSpec:
         if c.image_id:
@@ -433,7 +451,7 @@ class Containers:
             self.teardown_network(c)
             self.ctx.store.set_container_state(
                 c.id, replace(c.state, status="exited", pid=0, monitor_pid=0, exit_code=code,
-                              finished_at=finished, error=error),
+                              finished_at=finished, error=error, ports=[]),
             )
             self.exits[c.id] = self.exits.get(c.id, 0) + 1
             self.ctx.changed.notify_all()
@@ -442,6 +460,8 @@ class Containers:
 
     def teardown_network(self, c: Container) -> None:
         """Release every endpoint of a stopped container; deleting the netns removes all veths at once."""
+        if c.state.ports:
+            self.ctx.kernel.nft(rules.port_elements(from_records(c.state.ports), "delete"))
         netns = self.netns_path(c)
         if mode_kind(self.mode_network(c)) in ("network", "none"):
             self.ctx.kernel.netns_delete(netns)

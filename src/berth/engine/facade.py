@@ -52,6 +52,7 @@ class Engine:
         """Install berth's fixed firewall rules, create the built-in networks, reconcile, watch exits."""
         kernel = self.ctx.kernel
         kernel.nft(rules.base_ruleset())
+        kernel.nft_text(rules.publish_text())
         kernel.sysctl_set("net.ipv4.ip_forward", "1")
         for key in ("net.ipv6.conf.all.forwarding",):
             try:

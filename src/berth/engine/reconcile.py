@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from berth import config
 from berth.engine.containers import Containers, mode_kind
 from berth.engine.networks import Networks
+from berth.engine.ports import from_records
+from berth.firewall import rules
 from berth.ipam import config as ipam_config
 from berth.store.sqlite import cleared
 
@@ -96,6 +98,8 @@ def _reconcile_containers(containers: Containers, report: Report) -> None:
             else:
                 ctx.store.set_endpoint(cleared(a), state="active")
         if c.state.running and alive and netns_ok:
+            if c.state.ports:  # idempotent: restores them if berth's table was lost while containers ran
+                ctx.kernel.nft(rules.port_elements(from_records(c.state.ports), "add"))
             containers.watch(c.id, c.state.monitor_pid)
             report.adopted_containers.append(c.name)
         elif c.state.running:

@@ -13,6 +13,7 @@ decides the fate of anybody else's packets.
 from __future__ import annotations
 
 from ipaddress import IPv4Network, IPv6Network
+from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
 TABLE = "berth"
@@ -55,6 +56,10 @@ def _flush(family: str, chain: str) -> Json:
     return {"flush": {"chain": {"family": family, "table": TABLE, "name": chain}}}
 
 
+def _payload(protocol: str, field: str) -> Json:
+    return {"payload": {"protocol": protocol, "field": field}}
+
+
 DROP: Json = {"drop": None}
 ACCEPT: Json = {"accept": None}
 
@@ -69,15 +74,19 @@ def base_ruleset() -> list[Json]:
         _set(INET, "internal", "ifname"),
         _set(INET, "masq4", "ipv4_addr", interval=True),
         _set(INET, "masq6", "ipv6_addr", interval=True),
+        _set(INET, "subnets4", "ipv4_addr", interval=True),
         _set(BRIDGE, "icc_off_ports", "ifname"),
         _chain(INET, "forward", "forward", "filter", 0),
         _chain(INET, "from_bridge"),
         _chain(INET, "to_bridge"),
         _chain(INET, "postrouting", "postrouting", "nat", 100),
+        _chain(INET, "prerouting", "prerouting", "nat", -100),
+        _chain(INET, "output", "output", "nat", -100),
+        _chain(INET, "publish"),
         _chain(BRIDGE, "forward", "forward", "filter", 0),
     ]
     for family, chain in ((INET, "forward"), (INET, "from_bridge"), (INET, "to_bridge"), (INET, "postrouting"),
-                          (BRIDGE, "forward")):
+                          (INET, "prerouting"), (INET, "output"), (BRIDGE, "forward")):
         cmds.append(_flush(family, chain))
     iif, oif = _meta("iifname"), _meta("oifname")
     cmds += [
@@ -95,6 +104,20 @@ def base_ruleset() -> list[Json]:
         _rule(INET, "to_bridge", _match({"ct": {"key": "state"}}, ["established", "related"], "in"), ACCEPT),
         _rule(INET, "to_bridge", _match({"ct": {"key": "status"}}, "dnat", "in"), ACCEPT, comment="published ports"),
         _rule(INET, "to_bridge", DROP, comment="no unsolicited connections into containers"),
+        # published ports: traffic to a local address (never 127/8 from the network: Docker's hole, moby#45610)
+        _rule(INET, "prerouting", _match(_payload("ip", "daddr"), {"prefix": {"addr": "127.0.0.0", "len": 8}}),
+              {"return": None}, comment="loopback-bound ports are never reachable from other hosts"),
+        _rule(INET, "prerouting", _match({"fib": {"flags": ["daddr"], "result": "type"}}, "local"),
+              {"jump": {"target": "publish"}}),
+        _rule(INET, "output", _match({"fib": {"flags": ["daddr"], "result": "type"}}, "local"),
+              {"jump": {"target": "publish"}}),
+        # a container reaching a published port (its own: hairpin, or another network's) and the host's
+        # own 127.0.0.1 reaching a container: rewrite the source so replies come back the same way
+        _rule(INET, "postrouting", _match({"ct": {"key": "status"}}, "dnat", "in"),
+              _match(_payload("ip", "saddr"), "@subnets4"), {"masquerade": None},
+              comment="hairpin and cross-network published ports"),
+        _rule(INET, "postrouting", _match(_payload("ip", "saddr"), {"prefix": {"addr": "127.0.0.0", "len": 8}}),
+              _match(oif, "@bridges"), {"masquerade": None}, comment="published ports reached on 127.0.0.1"),
         # egress NAT for networks with masquerade on
         _rule(INET, "postrouting", _match({"payload": {"protocol": "ip", "field": "saddr"}}, "@masq4"),
               _match(oif, "@bridges", "!="), {"masquerade": None}),
@@ -127,6 +150,7 @@ def network_elements(bridge: str, subnets: Sequence[IPv4Network | IPv6Network], 
         cmds += _elements(op, INET, "icc", [{"concat": [bridge, bridge]}])
     if internal:
         cmds += _elements(op, INET, "internal", [bridge])
+    cmds += _elements(op, INET, "subnets4", [prefix(n) for n in subnets if n.version == 4])
     if masquerade and not internal:
         cmds += _elements(op, INET, "masq4", [prefix(n) for n in subnets if n.version == 4])
         cmds += _elements(op, INET, "masq6", [prefix(n) for n in subnets if n.version == 6])
@@ -136,6 +160,42 @@ def network_elements(bridge: str, subnets: Sequence[IPv4Network | IPv6Network], 
 def port_elements(host_ifname: str, op: Literal["add", "delete"]) -> list[Json]:
     """An endpoint of a bridge with ICC off: its frames may reach the gateway but no other port."""
     return _elements(op, BRIDGE, "icc_off_ports", [host_ifname])
+
+
+def publish_text() -> str:
+    """The published-port maps and the ``publish`` chain's DNAT rules, in nft syntax.
+
+    libnftables 1.0.6's JSON parser cannot declare a map with concatenated data (it silently makes a set)
+    and crashes on a dnat through such a map; its text parser handles both. Applied as a second batch
+    right after ``base_ruleset()``: an atomic replace of that one chain; the maps keep their elements.
+    """
+    return (
+        f"add map {INET} {TABLE} pub_any4 {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}\n"
+        f"add map {INET} {TABLE} pub_ip4 {{ type inet_proto . ipv4_addr . inet_service : ipv4_addr . inet_service; }}\n"
+        f"flush chain {INET} {TABLE} publish\n"
+        f"add rule {INET} {TABLE} publish meta nfproto ipv4 dnat ip to meta l4proto . ip daddr . th dport map @pub_ip4\n"
+        f"add rule {INET} {TABLE} publish meta nfproto ipv4 dnat ip to meta l4proto . th dport map @pub_any4\n"
+    )
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published port: ``host_ip`` None means every local address."""
+
+    proto: str
+    host_ip: str | None
+    host_port: int
+    container_ip: str
+    container_port: int
+
+
+def port_elements(ports: Sequence[Published], op: Literal["add", "delete"]) -> list[Json]:
+    """Map elements that publish (or withdraw) a container's ports; O(1) each, whatever the count."""
+    any_ip = [[{"concat": [p.proto, p.host_port]}, {"concat": [p.container_ip, p.container_port]}]
+              for p in ports if p.host_ip is None]
+    one_ip = [[{"concat": [p.proto, p.host_ip, p.host_port]}, {"concat": [p.container_ip, p.container_port]}]
+              for p in ports if p.host_ip is not None]
+    return _elements(op, INET, "pub_any4", any_ip) + _elements(op, INET, "pub_ip4", one_ip)
 
 
 def remove_all() -> list[Json]:

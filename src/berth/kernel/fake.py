@@ -126,6 +126,11 @@ class FakeKernel:
         if gateway6 is not None:
             routes[6] = (gateway6, ifname)
 
+    def bridge_port_hairpin(self, host_name: str) -> None:
+        if host_name not in self.host:
+            raise KernelError(f"link {host_name} does not exist")
+        self.host[host_name].kind = "veth"
+
     def netns_link_delete(self, netns: str | Path, ifname: str) -> None:
         inside = self.namespaces.get(str(netns), {})
         link = inside.pop(ifname, None)
@@ -202,6 +207,13 @@ class FakeKernel:
                         sets[key].discard(text)
         self.sets, self.tables = sets, tables
         return []
+
+    def nft_text(self, text: str) -> None:
+        """Tracks the maps the text declares, so their elements can be added later."""
+        import re
+
+        for family, table, name in re.findall(r"add map (\w+) (\w+) (\w+)", text):
+            self.sets.setdefault((f"{family} {table}", name), set())
 
     def docker_user_allow(self, bridge: str, mark: str) -> None:
         self.docker_user.add((bridge, mark))

@@ -221,6 +221,18 @@ class Kernel:
                     raise
                 raise KernelError(f"cannot attach {ifname} to bridge {bridge} ({step}): {_why(err)}") from None
 
+    def bridge_port_hairpin(self, host_name: str) -> None:
+        """Let frames leave a bridge port they came in by: a container reaching its own published port
+        through the host (br_netfilter DNATs it back onto the same port)."""
+        ipr = self.ipr
+        index = self._index(ipr, host_name)
+        if index is None:
+            raise KernelError(f"link {host_name} does not exist")
+        try:
+            ipr.brport("set", index=index, mode=1)  # IFLA_BRPORT_MODE: hairpin
+        except NetlinkError as err:
+            raise KernelError(f"cannot set hairpin mode on {host_name}: {_why(err)}") from None
+
     def netns_link_delete(self, netns: str | Path, ifname: str) -> None:
         if not ns.exists(Path(netns)):
             return
@@ -313,6 +325,10 @@ class Kernel:
 
     def nft(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return self._nftables.batch(commands)
+
+    def nft_text(self, text: str) -> None:
+        """One batch in nft syntax, for the few statements libnftables' JSON parser cannot take."""
+        self._nftables.run(text)
 
     def docker_user_allow(self, bridge: str, mark: str) -> None:
         """On a host running Docker, let ``bridge``'s traffic past Docker's FORWARD policy."""
