@@ -61,9 +61,18 @@ def main(argv: list[str] | None = None) -> int:
     from berth.runtime.images import ImageStore
     from berth.runtime.spawn import Runtime
 
+    from pathlib import Path
+
+    from berth.dns.server import DnsServer
+    from berth.dns.table import NameTable
+    from berth.dns.upstream import HostResolvConf
+
+    host_resolv = HostResolvConf(Path("/etc/resolv.conf"))
+
     try:
         kernel = Kernel()
-        engine = Engine(paths, kernel, Runtime(paths), ImageStore(paths.images))
+        dns = DnsServer(NameTable(), host_resolv.nameservers, host_resolv.search)
+        engine = Engine(paths, kernel, Runtime(paths), ImageStore(paths.images), dns=dns)
         engine.start()
         server = UnixHTTPServer(str(paths.socket), make_router(engine))
     except BerthError as err:

@@ -319,6 +319,9 @@ class Containers:
                         started_at=now_rfc3339(), finished_at=c.state.finished_at, ports=as_records(published),
                     )
                     self.ctx.store.set_container_state(c.id, state)
+            for a in self.attachments(c):
+                if a.active:
+                    self.sandboxes.register_name(c, a)
             self.watch(c.id, started.monitor_pid)
             self._deliver_pending(c.id)
             self.ctx.changed.notify_all()
@@ -553,6 +556,7 @@ class Containers:
                     ep = self.sandboxes.plug(netns, a, active, undo)
                     self.ctx.store.set_endpoint(ep, state="active")
                     self.sandboxes.write_etc(c, [*active, ep], kind)
+                    self.sandboxes.register_name(c, ep)
 
     def disconnect(self, net_ref: str, container_ref: str, force: bool = False) -> None:
         with self.ctx.lock:

@@ -20,6 +20,7 @@ class EngineContext:
     runtime: Any
     images: Any
     drivers: dict[str, Any]
+    dns: Any = None  # berth.dns.server.DnsServer, or None (unit tests, or DNS disabled)
     resolv_conf: Path = Path("/etc/resolv.conf")
     hosts_file: Path = Path("/etc/hosts")
     # One lock serialises every change: berthd is the only writer, and a change spans store and kernel.

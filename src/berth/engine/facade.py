@@ -37,11 +37,12 @@ class _BuiltinDriver:
 
 class Engine:
     def __init__(self, paths: Paths, kernel: Any, runtime: Any, images: Any, *, store: Store | None = None,
-                 resolv_conf: Path = Path("/etc/resolv.conf"), hosts_file: Path = Path("/etc/hosts")) -> None:
+                 resolv_conf: Path = Path("/etc/resolv.conf"), hosts_file: Path = Path("/etc/hosts"),
+                 dns: Any = None) -> None:
         drivers = {"bridge": BridgeDriver(kernel), "host": _BuiltinDriver("host"), "null": _BuiltinDriver("null")}
         self.ctx = EngineContext(
             paths=paths, store=store or Store(paths.db), kernel=kernel, runtime=runtime, images=images,
-            drivers=drivers, resolv_conf=resolv_conf, hosts_file=hosts_file,
+            drivers=drivers, resolv_conf=resolv_conf, hosts_file=hosts_file, dns=dns,
         )
         self.networks = Networks(self.ctx)
         self.containers = Containers(self.ctx, self.networks)
@@ -59,6 +60,8 @@ class Engine:
                 kernel.sysctl_set(key, "1")
             except Exception as err:  # noqa: BLE001 - IPv6 may be disabled on the host; IPv4 still works
                 log.warning("cannot enable IPv6 forwarding: %s", err)
+        if self.ctx.dns is not None:
+            self.ctx.dns.start()
         with self.ctx.lock:
             self.networks.ensure_builtins()
         self.watcher.start()
@@ -71,4 +74,6 @@ class Engine:
 
     def close(self) -> None:
         self.watcher.stop()
+        if self.ctx.dns is not None:
+            self.ctx.dns.stop()
         self.ctx.store.close()

@@ -76,6 +76,7 @@ class Networks:
                 fault("network-create-applied")
                 self.ctx.store.set_network_state(net.id, "active")
             self.ctx.addresses[net.id] = book
+            self.serve_dns(net)
             return net
 
     def _plan(self, name: str, driver_name: str, req: dict[str, Any]) -> Network:
@@ -184,6 +185,9 @@ class Networks:
         """Remove a network in the order that survives a crash: mark, unplug the kernel, forget."""
         self.ctx.store.set_network_state(net.id, "removing")
         fault("network-rm-marked")
+        if self.ctx.dns is not None:
+            self.ctx.dns.unlisten(net.id)
+            self.ctx.dns.table.remove_network(net.id)
         self.ctx.drivers[net.driver].delete_network(net, self.subnets(net))
         fault("network-rm-applied")
         with self.ctx.store.transaction():
@@ -284,6 +288,19 @@ class Networks:
         for net in self.all():
             cfgs = ipam_config.normalize(net.ipam.get("Config") or [], enable_ipv6=True)
             self.ctx.addresses[net.id] = NetworkAddresses(cfgs)
+
+    def serve_dns(self, net: Network) -> None:
+        """Embedded DNS for a user-defined bridge network, on its IPv4 gateway (Docker: none on ``bridge``)."""
+        if self.ctx.dns is None or net.builtin or net.driver != "bridge":
+            return
+        gateway = self.ctx.addresses[net.id].gateway(4)
+        self.ctx.dns.table.set_network(net.id, net.name, net.internal)
+        if gateway is None:
+            return
+        try:
+            self.ctx.dns.listen(net.id, gateway)
+        except OSError as err:
+            log.error("no name resolution on network %s: cannot listen on %s:53: %s", net.name, gateway, err)
 
     def restore_kernel(self, net: Network) -> None:
         """(Re)create a network's kernel objects; idempotent, used at start-up and after a reboot."""

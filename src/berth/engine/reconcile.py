@@ -48,6 +48,7 @@ def reconcile(networks: Networks, containers: Containers) -> Report:
         for net in networks.all():
             try:
                 networks.restore_kernel(net)
+                networks.serve_dns(net)
                 report.restored_networks.append(net.name)
             except Exception as err:  # noqa: BLE001 - report and go on with the others
                 report.errors.append(f"restoring network {net.name}: {err}")
@@ -90,6 +91,7 @@ def _reconcile_containers(containers: Containers, report: Report) -> None:
                 continue
             if alive and netns_ok and state == "active":
                 ctx.addresses[a.network_id].claim(a.ipv4, a.ipv6)
+                containers.sandboxes.register_name(c, a)
                 continue
             if alive and netns_ok and a.ifname:
                 ctx.kernel.netns_link_delete(containers.netns_path(c), a.ifname)

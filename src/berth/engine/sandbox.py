@@ -89,6 +89,7 @@ class Sandboxes:
         rest = [x for x in active if x.network_id != ep.network_id]
         owner_before = self.route_owner(active)
         self.ctx.drivers[net.driver].delete(self._spec(net, netns, ep))
+        self.unregister_name(ep)
         if owner_before is not None and owner_before.network_id == ep.network_id:
             self.set_routes(netns, self.route_owner(rest))
         book = self.ctx.addresses.get(net.id)
@@ -102,6 +103,7 @@ class Sandboxes:
         book = self.ctx.addresses.get(net.id)
         if book is not None:
             book.release(ep.ipv4, ep.ipv6)
+        self.unregister_name(ep)
 
     # -- /etc files ----------------------------------------------------------------------------
 
@@ -127,6 +129,7 @@ class Sandboxes:
             nameservers=host_cfg.get("Dns") or (),
             search=host_cfg.get("DnsSearch") or (),
             options=host_cfg.get("DnsOptions") or (),
+            embedded=self.embedded_dns(active),
         )
         for name, text in (("hosts", hosts), ("hostname", hostname + "\n"), ("resolv.conf", resolv)):
             path = d / name
@@ -134,6 +137,28 @@ class Sandboxes:
                 etcfiles.write_in_place(path, text)
             else:
                 path.write_text(text)
+
+    def embedded_dns(self, active: Sequence[Attachment]) -> str | None:
+        """The resolver address for a container on user networks: the gateway of the first such network."""
+        if self.ctx.dns is None:
+            return None
+        for a in active:
+            if a.gateway4 is not None and not self.network(a.network_id).builtin:
+                return str(a.gateway4)
+        return None
+
+    def register_name(self, c: Container, ep: Attachment) -> None:
+        """Make the container resolvable by its names on ``ep``'s network (user networks only)."""
+        net = self.network(ep.network_id)
+        if self.ctx.dns is None or net.builtin:
+            return
+        names = [c.name, c.config.get("Hostname") or "", *ep.aliases]
+        self.ctx.dns.table.set_endpoint(net.id, net.name, c.id, names, ep.ipv4.ip if ep.ipv4 else None,
+                                        ep.ipv6.ip if ep.ipv6 else None, c.host_config.get("Dns") or ())
+
+    def unregister_name(self, ep: Attachment) -> None:
+        if self.ctx.dns is not None:
+            self.ctx.dns.table.remove_endpoint(ep.network_id, ep.container_id)
 
     def _host_hosts(self) -> str:
         try:

@@ -70,9 +70,12 @@ class Sandbox:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> "Sandbox":
+        # The sandbox's resolver is the "outside" peer: nothing a test resolves can reach a real server.
+        resolv = self.tmp / "resolv.conf"
+        resolv.write_text(f"nameserver {OUTSIDE_PEER}\nsearch example.test\n")
         self._init = subprocess.Popen(
             ["unshare", "--pid", "--net", "--mount", "--uts", "--ipc", "--fork", "--mount-proc",
-             "--propagation", "private", sys.executable, "-m", "berth.testing.sandbox"],
+             "--propagation", "private", sys.executable, "-m", "berth.testing.sandbox", str(resolv)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         assert self._init.stdout is not None
@@ -223,9 +226,10 @@ def _reap(*_: Any) -> None:
             return
 
 
-def _init_main() -> int:
-    """pid 1 of a sandbox: private /run/netns and /sys, lo up, then reap orphans until stdin closes."""
+def _init_main(resolv_conf: str) -> int:
+    """pid 1 of a sandbox: private /run/netns, /sys and resolv.conf, lo up, then reap orphans until stdin closes."""
     os.makedirs("/run/netns", exist_ok=True)
+    subprocess.run(["mount", "--bind", resolv_conf, "/etc/resolv.conf"], check=True)
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/run/netns"], check=True)
     subprocess.run(["mount", "-t", "sysfs", "sysfs", "/sys"], check=False, stderr=subprocess.DEVNULL)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
@@ -239,4 +243,4 @@ def _init_main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_init_main())
+    sys.exit(_init_main(sys.argv[1]))
