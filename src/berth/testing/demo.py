@@ -1,4 +1,5 @@
-"""berth's demo: networks in every mode, containers talking, isolation shown, in a throwaway host.
+"""berth's demo: networks in every mode, containers talking by name, a published port, isolation shown,
+in a throwaway host.
 
 Everything runs inside a sandbox (own pid, net and mount namespaces), so the demo needs root but never
 touches this machine's own networking, and leaves nothing behind.
@@ -13,6 +14,7 @@ import time
 from berth.testing.images import busybox_rootfs_tar
 from berth.testing.sandbox import Sandbox
 
+FETCH = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode(), end='')"
 WEB = "mkdir -p /www && echo 'hello from web' > /www/index.html && exec httpd -f -p 80 -h /www"
 
 
@@ -35,8 +37,8 @@ class Demo:
             print(f"  !! unexpected exit status {result.returncode}", flush=True)
         return result.stdout
 
-    def host(self, *argv: str) -> None:
-        print(f"[host]$ {' '.join(argv)}", flush=True)
+    def host(self, *argv: str, shown: str | None = None) -> None:
+        print(f"[host]$ {shown or ' '.join(argv)}", flush=True)
         result = self.box.run(list(argv))
         print("  " + (result.stdout + result.stderr).rstrip().replace("\n", "\n  "), flush=True)
 
@@ -62,6 +64,23 @@ def main() -> int:
         demo.berth("exec", "web", "ip", "-o", "-4", "addr", "show", "eth0")
         demo.berth("network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{.IPv4Address}}{{end}}", "mynet")
 
+        demo.title("containers find each other by name and alias (embedded DNS on user networks)")
+        demo.berth("run", "-d", "--name", "api", "--network", "mynet", "--network-alias", "backend", "bb",
+                   "sleep", "600")
+        demo.berth("exec", "web", "ping", "-c", "1", "api")
+        demo.berth("exec", "api", "wget", "-qO-", "http://web/")
+        demo.berth("exec", "web", "nslookup", "backend.")
+
+        demo.title("a published port: kernel DNAT from the host, on its own address and on 127.0.0.1")
+        demo.berth("run", "-d", "--name", "pub", "--network", "mynet", "-p", "8080:80", "bb", "sh", "-c", WEB)
+        for _ in range(100):
+            if box.berth("exec", "pub", "wget", "-qO-", "http://127.0.0.1/").returncode == 0:
+                break
+            time.sleep(0.05)
+        demo.berth("port", "pub")
+        demo.host(sys.executable, "-c", FETCH, "http://127.0.0.1:8080/", shown="http GET http://127.0.0.1:8080/")
+        demo.berth("exec", "api", "wget", "-qO-", "http://10.20.0.1:8080/")
+
         demo.title("the default bridge (berth0), like docker0")
         demo.berth("run", "--rm", "bb", "ip", "-o", "-4", "addr", "show", "eth0")
 
@@ -86,7 +105,7 @@ def main() -> int:
 
         demo.title("clean up")
         demo.berth("ps", "-a")
-        demo.berth("rm", "-f", "web", "client")
+        demo.berth("rm", "-f", "web", "client", "api", "pub")
         demo.berth("network", "prune", "-f")
         demo.host("ip", "-br", "link")
     print(f"\ndemo finished in {time.monotonic() - started:.1f}s; the throwaway host is gone"
