@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from tests.helpers import inspect, ok, poll
@@ -59,3 +61,31 @@ def test_system_reconcile_removes_stale_links_it_owns_and_nothing_else(host):
     assert "removed stale link: berth-stale" in out
     assert host.run(["ip", "link", "show", "berth-stale"]).returncode != 0
     assert host.run(["ip", "link", "show", "br-user"]).returncode == 0
+
+
+def test_daemon_start_status_stop_and_the_no_daemon_message(bare_host):
+    cli = [sys.executable, "-m", "berth.cli.main"]
+    roots = ["--root", str(bare_host.root), "--run-root", str(bare_host.run_root)]
+    missing = bare_host.berth("network", "ls")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == (f"Cannot connect to the berth daemon at unix://{bare_host.socket}. "
+                                      "Is berthd running? Start it with: berth daemon start")
+    started = bare_host.run([*cli, "daemon", "start", *roots])
+    assert started.returncode == 0 and "berthd started (pid" in started.stdout, started.stderr
+    assert "running" in ok(bare_host.run([*cli, "--run-root", str(bare_host.run_root), "daemon", "status"]))
+    assert "bridge" in ok(bare_host.berth("network", "ls"))
+    assert ok(bare_host.run([*cli, "--run-root", str(bare_host.run_root), "daemon", "stop"]))
+    status = bare_host.run([*cli, "--run-root", str(bare_host.run_root), "daemon", "status"])
+    assert status.returncode == 1
+
+
+def test_load_a_docker_save_archive_and_run_it(host, tmp_path):
+    from berth.testing.images import busybox_rootfs_tar, docker_save_archive
+
+    base = busybox_rootfs_tar(tmp_path / "bb.tar").read_bytes()
+    archive = docker_save_archive(tmp_path / "saved.tar", [base, {"etc/motd": b"layered\n", "etc/.wh.group": None}],
+                                  ["layered:1"], config={"Cmd": ["cat", "/etc/motd"]})
+    assert "Loaded image: layered:1" in ok(host.berth("load", "-i", str(archive)))
+    assert ok(host.berth("run", "--rm", "layered:1")) == "layered\n"
+    assert host.berth("run", "--rm", "layered:1", "cat", "/etc/group").returncode != 0  # whited out
+    assert "layered" in ok(host.berth("images"))

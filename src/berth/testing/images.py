@@ -58,14 +58,14 @@ def layer_tar(files: dict[str, bytes | None]) -> bytes:
     return buf.getvalue()
 
 
-def docker_save_archive(path: Path, layers: list[dict[str, bytes | None]], tags: list[str],
+def docker_save_archive(path: Path, layers: list[dict[str, bytes | None] | bytes], tags: list[str],
                         config: dict | None = None) -> Path:
     """A ``docker save`` archive (manifest.json, config JSON, one layer.tar per layer) of the given layers.
 
     Whiteouts are ordinary entries named ``.wh.<name>`` / ``.wh..wh..opq``; ``config`` is the image's
-    ``config`` section (Cmd, Entrypoint, Env, WorkingDir).
+    ``config`` section (Cmd, Entrypoint, Env, WorkingDir). A layer given as bytes is already a tarball.
     """
-    blobs = [layer_tar(files) for files in layers]
+    blobs = [files if isinstance(files, bytes) else layer_tar(files) for files in layers]
     diff_ids = ["sha256:" + hashlib.sha256(b).hexdigest() for b in blobs]
     image_config = {
         "architecture": "amd64", "os": "linux", "created": "2024-01-02T03:04:05.123456789Z",
