@@ -191,8 +191,8 @@ def main() -> int:
             else:
                 skipped["CNI bridge"] = "containernetworking-plugins is not installed"
             raw.setdefault("python -c pass", []).extend(wall([sys.executable, "-c", "pass"], per))
-            raw.setdefault("berth network ls", []).extend(
-                wall([sys.executable, "-m", "berth.cli.main", "network", "ls"], per, box.env()))
+            cli = [shutil.which("berth")] if shutil.which("berth") else [sys.executable, "-m", "berth.cli.main"]
+            raw.setdefault("berth network ls", []).extend(wall([*cli, "network", "ls"], per, box.env()))
         for name, samples in raw.items():
             results[name] = stats(samples)
     for anchor, why in (("docker API", "no Docker daemon runs here (only the docker CLI is installed)"),

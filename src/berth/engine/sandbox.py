@@ -133,9 +133,10 @@ class Sandboxes:
         )
         for name, text in (("hosts", hosts), ("hostname", hostname + "\n"), ("resolv.conf", resolv)):
             path = d / name
-            if path.exists():
-                etcfiles.write_in_place(path, text)
-            else:
+            try:
+                if path.read_text() != text:
+                    etcfiles.write_in_place(path, text)  # same inode: the container's bind mount sees it
+            except FileNotFoundError:
                 path.write_text(text)
 
     def embedded_dns(self, active: Sequence[Attachment]) -> str | None:

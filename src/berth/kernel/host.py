@@ -71,8 +71,13 @@ class Kernel:
             ipr.close()
 
     def _index(self, ipr: IPRoute, name: str) -> int | None:
-        found = ipr.link_lookup(ifname=name)
-        return found[0] if found else None
+        """One RTM_GETLINK by name (pyroute2's link_lookup dumps every link: O(links) per call)."""
+        try:
+            return ipr.link("get", ifname=name)[0]["index"]
+        except NetlinkError as err:
+            if err.code == errno.ENODEV:
+                return None
+            raise
 
     def _info(self, ipr: IPRoute, msg: Any, names: dict[int, str]) -> LinkInfo:
         index = msg["index"]
@@ -187,21 +192,20 @@ class Kernel:
             raise KernelError(f"bridge {bridge} does not exist (try: berth system reconcile)")
         fd = os.open(netns, os.O_RDONLY)
         try:
-            ipr.link("add", ifname=host_name, kind="veth", mtu=mtu,
+            # one request creates the pair, puts the peer in the namespace, enslaves and raises the host side
+            ipr.link("add", ifname=host_name, kind="veth", mtu=mtu, master=master, state="up",
                      peer={"ifname": ifname, "net_ns_fd": fd, "address": mac, "mtu": mtu})
         except NetlinkError as err:
+            self.link_delete(host_name)
+            if err.code == errno.EXFULL:
+                raise KernelError(f"network bridge {bridge} is full: a Linux bridge takes at most 1023 ports") from None
             raise KernelError(f"cannot create veth pair {host_name}/{ifname}: {_why(err)}") from None
         finally:
             os.close(fd)
-        step = "enslave"
+        step = "mark"
         try:
             host_index = self._index(ipr, host_name)
-            try:
-                ipr.link("set", index=host_index, master=master, state="up", ifalias=alias)
-            except NetlinkError as err:
-                if err.code == errno.EXFULL:
-                    raise KernelError(f"network bridge {bridge} is full: a Linux bridge takes at most 1023 ports") from None
-                raise
+            ipr.link("set", index=host_index, ifalias=alias)  # the kernel ignores an alias given at creation
             step = "configure"
             with self._in(netns) as inner:
                 index = self._index(inner, ifname)

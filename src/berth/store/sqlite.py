@@ -83,6 +83,10 @@ class Store:
     def __init__(self, path: Path | str) -> None:
         self._lock = threading.RLock()
         self._depth = 0
+        # Read-mostly tables are cached until the next write: berthd is the only writer, and every
+        # attach looks networks and containers up several times.
+        self._networks: dict[str | None, list[Network]] = {}
+        self._containers: list[Container] | None = None
         try:
             if str(path) != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -117,16 +121,27 @@ class Store:
                 if outer:
                     self._db.execute("COMMIT")
             except sqlite3.Error as err:
-                if outer and self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                if outer:
+                    self._rollback()
                 raise StoreError(f"state database error: {err}") from err
             except BaseException:
-                if outer and self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                if outer:
+                    self._rollback()
                 raise
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        self._networks.clear()  # the caches may hold rows of the abandoned transaction
+        self._containers = None
 
     def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         with self._lock:
+            if not sql.startswith("SELECT"):
+                if " networks" in sql:
+                    self._networks.clear()
+                if " containers" in sql or " attachments" in sql:
+                    self._containers = None
             try:
                 return self._db.execute(sql, args)
             except sqlite3.Error as err:
@@ -151,9 +166,13 @@ class Store:
         self._exec("DELETE FROM networks WHERE id=?", (network_id,))
 
     def networks(self, state: str | None = "active") -> list[Network]:
-        sql = "SELECT * FROM networks" + (" WHERE state=?" if state else "")
-        rows = self._exec(sql, (state,) if state else ()).fetchall()
-        return [_network(r) for r in rows]
+        with self._lock:
+            cached = self._networks.get(state)
+            if cached is None:
+                sql = "SELECT * FROM networks" + (" WHERE state=?" if state else "")
+                rows = self._exec(sql, (state,) if state else ()).fetchall()
+                cached = self._networks[state] = [_network(r) for r in rows]
+            return list(cached)
 
     def network_states(self) -> dict[str, str]:
         return dict(self._exec("SELECT id, state FROM networks").fetchall())
@@ -177,11 +196,14 @@ class Store:
         self._exec("DELETE FROM containers WHERE id=?", (container_id,))
 
     def containers(self) -> list[Container]:
-        return [_container(r) for r in self._exec("SELECT * FROM containers ORDER BY created").fetchall()]
+        with self._lock:
+            if self._containers is None:
+                rows = self._exec("SELECT * FROM containers ORDER BY created").fetchall()
+                self._containers = [_container(r) for r in rows]
+            return list(self._containers)
 
     def container(self, container_id: str) -> Container | None:
-        row = self._exec("SELECT * FROM containers WHERE id=?", (container_id,)).fetchone()
-        return _container(row) if row else None
+        return next((c for c in self.containers() if c.id == container_id), None)
 
     # -- attachments ----------------------------------------------------------------------------
 
