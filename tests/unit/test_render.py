@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from berth.cli.render import Row, ellipsis, format_rows, go_time, human_duration, human_size, pretty_json, tabwrite
+from berth.cli.render import Row, ellipsis, format_rows, go_time, human_size, pretty_json, tabwrite
+from berth.units import human_duration
 
 
 def test_tabwriter_minwidth_10_padding_3() -> None:

@@ -309,25 +309,27 @@ def container_attach(engine: Engine, req: Request) -> Response:
     return Response(hijack=pipe)
 
 
+def _pump(rfile: BinaryIO, write: Callable[[bytes], Any], close: Callable[[], Any]) -> None:
+    """Copy a hijacked client's bytes to a container's stdin in a thread; its EOF closes that stdin."""
+    def run() -> None:
+        try:
+            while data := rfile.read1(65536):  # type: ignore[attr-defined]
+                write(data)
+        except (OSError, ValueError):
+            pass
+        finally:
+            try:
+                close()
+            except OSError:
+                pass
+
+    threading.Thread(target=run, daemon=True).start()
+
+
 def _splice(client: socket.socket, rfile: BinaryIO, monitor: socket.socket, stdin: bool) -> None:
     """Copy monitor output to the client and, when attached, the client's bytes to the container's stdin."""
     if stdin:
-        def feed() -> None:
-            try:
-                while True:
-                    data = rfile.read1(65536)  # type: ignore[attr-defined]
-                    if not data:
-                        break
-                    monitor.sendall(data)
-            except OSError:
-                pass
-            finally:
-                try:
-                    monitor.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
-
-        threading.Thread(target=feed, daemon=True).start()
+        _pump(rfile, monitor.sendall, lambda: monitor.shutdown(socket.SHUT_WR))
     try:
         while True:
             data = monitor.recv(65536)
@@ -387,23 +389,11 @@ def frame(stream: int, data: bytes) -> bytes:
 
 def _stream_process(proc: Any, client: socket.socket, rfile: BinaryIO, stdin: bool, stdout: bool, stderr: bool) -> None:
     if stdin and proc.stdin is not None:
-        def feed() -> None:
-            try:
-                while True:
-                    data = rfile.read1(65536)  # type: ignore[attr-defined]
-                    if not data:
-                        break
-                    proc.stdin.write(data)
-                    proc.stdin.flush()
-            except (OSError, ValueError):
-                pass
-            finally:
-                try:
-                    proc.stdin.close()
-                except OSError:
-                    pass
+        def write(data: bytes) -> None:
+            proc.stdin.write(data)
+            proc.stdin.flush()
 
-        threading.Thread(target=feed, daemon=True).start()
+        _pump(rfile, write, proc.stdin.close)
     sel = selectors.DefaultSelector()
     for pipe, sid in ((proc.stdout, 1), (proc.stderr, 2)):
         if pipe is not None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from berth.engine import Engine
 from berth.model import Attachment, Container, Network
+from berth.units import human_duration
 
 
 def network_json(engine: Engine, net: Network) -> dict[str, Any]:
@@ -200,33 +201,6 @@ def port_list(c: Container) -> list[dict[str, Any]]:
 
 def _epoch(stamp: str) -> int:
     return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's go-units HumanDuration."""
-    if seconds < 1:
-        return "Less than a second"
-    if seconds < 2:
-        return "1 second"
-    if seconds < 60:
-        return f"{int(seconds)} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
 
 
 def status_text(c: Container) -> str:

@@ -8,7 +8,8 @@ from typing import IO, TYPE_CHECKING, Any, Iterator
 
 from berth.cli.client import path_quote
 from berth.cli.errors import CLIError, DaemonError
-from berth.cli.render import Row, ellipsis, format_rows, human_duration
+from berth.cli.render import Row, ellipsis, format_rows
+from berth.units import human_duration
 
 if TYPE_CHECKING:
     from berth.cli.client import Client, Connection

@@ -9,7 +9,8 @@ from typing import IO, TYPE_CHECKING, Any, Iterator
 
 from berth.cli.client import path_quote
 from berth.cli.errors import CLIError, DaemonError
-from berth.cli.render import Row, format_rows, human_duration, human_size
+from berth.cli.render import Row, format_rows, human_size
+from berth.units import human_duration
 
 if TYPE_CHECKING:
     from berth.cli.context import Context

@@ -55,33 +55,6 @@ def tabwrite(text: str, minwidth: int = 10, padding: int = 3) -> str:
 
 # -- go-units ---------------------------------------------------------------------------------
 
-def human_duration(seconds: float) -> str:
-    """go-units HumanDuration: "About a minute", "3 hours", "2 weeks"…"""
-    if seconds < 1:
-        return "Less than a second"
-    if seconds < 2:
-        return "1 second"
-    if seconds < 60:
-        return f"{int(seconds)} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
-
-
 def human_size(size: float) -> str:
     """go-units HumanSizeWithPrecision(size, 3): decimal units, three significant digits ("1.98MB")."""
     units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]

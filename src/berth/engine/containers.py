@@ -530,13 +530,18 @@ class Containers:
 
     # -- connect / disconnect -------------------------------------------------------------------
 
+    def _membership(self, net_ref: str, container_ref: str) -> tuple[Network, Container, str]:
+        """The network and container of a connect/disconnect, with Docker's refusal for host mode."""
+        net = self.networks.resolve(net_ref)
+        c = self.resolve(container_ref)
+        kind = mode_kind(self.mode_network(c))
+        if net.driver == "host" or kind == "host":
+            raise InvalidParameter(HOST_MSG)
+        return net, c, kind
+
     def connect(self, net_ref: str, container_ref: str, endpoint: dict[str, Any]) -> None:
         with self.ctx.lock:
-            net = self.networks.resolve(net_ref)
-            c = self.resolve(container_ref)
-            kind = mode_kind(self.mode_network(c))
-            if net.driver == "host" or kind == "host":
-                raise InvalidParameter(HOST_MSG)
+            net, c, kind = self._membership(net_ref, container_ref)
             if net.driver == "null" or kind == "none":
                 raise InvalidParameter(NONE_MSG)
             if kind == "container":
@@ -560,11 +565,7 @@ class Containers:
 
     def disconnect(self, net_ref: str, container_ref: str, force: bool = False) -> None:
         with self.ctx.lock:
-            net = self.networks.resolve(net_ref)
-            c = self.resolve(container_ref)
-            kind = mode_kind(self.mode_network(c))
-            if net.driver == "host" or kind == "host":
-                raise InvalidParameter(HOST_MSG)
+            net, c, kind = self._membership(net_ref, container_ref)
             existing = self.attachments(c)
             mine = [a for a in existing if a.network_id == net.id]
             if not mine:

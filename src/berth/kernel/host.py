@@ -151,8 +151,8 @@ class Kernel:
         except Exception as err:
             raise KernelError(f"cannot set up bridge {name}: {_why(err)}") from None
 
-    def link_delete(self, name: str) -> None:
-        ipr = self.ipr
+    def _delete(self, ipr: IPRoute, name: str) -> None:
+        """Delete a link by name in ``ipr``'s namespace; a missing link counts as deleted."""
         index = self._index(ipr, name)
         if index is None:
             return
@@ -161,6 +161,9 @@ class Kernel:
         except NetlinkError as err:
             if err.code != errno.ENODEV:
                 raise KernelError(f"cannot delete link {name}: {_why(err)}") from None
+
+    def link_delete(self, name: str) -> None:
+        self._delete(self.ipr, name)
 
     def link_get(self, name: str) -> LinkInfo | None:
         ipr = self.ipr
@@ -241,14 +244,7 @@ class Kernel:
         if not ns.exists(Path(netns)):
             return
         with self._in(netns) as ipr:
-            index = self._index(ipr, ifname)
-            if index is None:
-                return
-            try:
-                ipr.link("del", index=index)
-            except NetlinkError as err:
-                if err.code != errno.ENODEV:
-                    raise KernelError(f"cannot delete {ifname}: {_why(err)}") from None
+            self._delete(ipr, ifname)
 
     def netns_set_default_routes(self, netns: str | Path, *, gateway4: IPv4Address | None,
                                  gateway6: IPv6Address | None) -> None:
