@@ -43,3 +43,14 @@ def test_docker_network_commands(bb):
     pruned = ok(docker(bb, "network", "prune", "-f"))
     assert "dnet" in pruned and "spare" in pruned
     assert sorted(ok(docker(bb, "network", "ls", "--format", "{{.Name}}")).split()) == ["bridge", "host", "none"]
+
+
+def test_docker_run_exec_ps_rm_through_berthd(bb):
+    assert ok(docker(bb, "run", "--rm", "bb", "echo", "hi")) == "hi\n"
+    failed = docker(bb, "run", "--rm", "bb", "sh", "-c", "exit 4")
+    assert failed.returncode == 4
+    cid = ok(docker(bb, "run", "-d", "--name", "x", "bb", "sleep", "600")).strip()
+    assert ok(docker(bb, "exec", "x", "hostname")).strip() == cid[:12]
+    assert "x" in ok(docker(bb, "ps", "--format", "{{.Names}}")).split()
+    assert ok(docker(bb, "rm", "-f", "x")).strip() == "x"
+    assert "bb" in ok(docker(bb, "images"))
