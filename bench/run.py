@@ -153,6 +153,80 @@ def berth_api(box: Sandbox, rounds: int) -> dict[str, list[float]]:
     return {"connect": connect, "disconnect": disconnect, "create": create, "remove": remove}
 
 
+AARDVARK = Path("/usr/lib/podman/aardvark-dns")
+
+
+def dns_bench(box: Sandbox, seconds: int, blocks: int) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """Queries per second of berth's embedded DNS and of aardvark-dns, same load, interleaved.
+
+    dnsperf runs inside a client container's network namespace (both servers answer only known
+    containers, identified by source address), 100 queries in flight, for a container name.
+    """
+    skipped: dict[str, str] = {}
+    if not shutil.which("dnsperf"):
+        return {}, {"DNS": "dnsperf is not installed (apt-get install dnsperf)"}
+    box.berth("network", "create", "--subnet", "10.95.0.0/24", "dnsnet")
+    for name in ("web", "client"):
+        box.berth("run", "-d", "--name", name, "--network", "dnsnet", "bb", "sleep", "100000")
+    client = box.berth("inspect", "-f", "{{.Id}}", "client").stdout.strip()
+    queries = box.tmp / "queries.txt"
+    queries.write_text("web A\n" * 100)
+    targets = {"berth DNS qps": (f"--net={box.run_root}/netns/{client}", "10.95.0.1")}
+    if AARDVARK.exists():
+        conf = box.tmp / "aardvark"
+        conf.mkdir()
+        (conf / "aanet").write_text("10.93.0.1\n" + "ab" * 32 + " 10.93.0.2  web\n" + "cd" * 32 + " 10.93.0.3  client\n")
+        for argv in (["ip", "link", "add", "aabr", "type", "bridge"], ["ip", "addr", "add", "10.93.0.1/24", "dev", "aabr"],
+                     ["ip", "link", "set", "aabr", "up"], ["ip", "netns", "add", "aaclient"],
+                     ["ip", "link", "add", "aav0", "type", "veth", "peer", "name", "eth0", "netns", "aaclient"],
+                     ["ip", "link", "set", "aav0", "master", "aabr", "up"],
+                     ["ip", "-n", "aaclient", "addr", "add", "10.93.0.3/24", "dev", "eth0"],
+                     ["ip", "-n", "aaclient", "link", "set", "eth0", "up"],
+                     [str(AARDVARK), "--config", str(conf), "-p", "53", "run"]):
+            box.run(argv, check=True)
+        targets["aardvark-dns qps"] = ("--net=/run/netns/aaclient", "10.93.0.1")
+    else:
+        skipped["aardvark-dns"] = "not installed (apt-get install aardvark-dns)"
+    out: dict[str, list[float]] = {}
+    for _ in range(blocks):
+        for label, (netns, server) in targets.items():
+            result = box.run(["nsenter", netns, "dnsperf", "-s", server, "-d", str(queries), "-l", str(seconds),
+                              "-c", "1", "-q", "100"], timeout=seconds + 30)
+            qps = [line for line in result.stdout.splitlines() if "Queries per second" in line]
+            lost = [line for line in result.stdout.splitlines() if "Queries lost" in line]
+            if not qps:
+                raise RuntimeError(f"dnsperf against {label}: {result.stdout[-500:]}{result.stderr[-500:]}")
+            if lost and not lost[0].split()[2] == "0":
+                skipped[f"{label} (lost queries)"] = lost[0].strip()
+            out.setdefault(label, []).append(float(qps[0].split()[-1]))
+    return out, skipped
+
+
+def port_bench(box: Sandbox, seconds: int) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """TCP throughput (Gbit/s, iperf3) to a container: directly, and through a published port."""
+    if not shutil.which("iperf3"):
+        return {}, {"published ports": "iperf3 is not installed"}
+    box.berth("run", "-d", "--name", "iperf", "--network", "dnsnet", "-p", "15201:5201", "bb", "sleep", "100000")
+    cid = box.berth("inspect", "-f", "{{.Id}}", "iperf").stdout.strip()
+    server = box.popen(["nsenter", f"--net={box.run_root}/netns/{cid}", "iperf3", "-s"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    out: dict[str, list[float]] = {}
+    try:
+        for _ in range(3):
+            for label, (address, port) in (("throughput direct to container", ("10.95.0.4", 5201)),
+                                           ("throughput published on 127.0.0.1", ("127.0.0.1", 15201)),
+                                           ("throughput published via gateway", ("10.95.0.1", 15201))):
+                result = box.run(["iperf3", "-c", address, "-p", str(port), "-t", str(seconds), "-J"],
+                                 timeout=seconds + 30)
+                data = json.loads(result.stdout)
+                out.setdefault(label, []).append(data["end"]["sum_received"]["bits_per_second"] / 1e9)
+    finally:
+        server.kill()
+        server.wait()
+    return out, {}
+
+
 def wall(argv: list[str], rounds: int, env: dict[str, str] | None = None) -> list[float]:
     out = []
     for _ in range(rounds):
@@ -193,19 +267,29 @@ def main() -> int:
             raw.setdefault("python -c pass", []).extend(wall([sys.executable, "-c", "pass"], per))
             cli = [shutil.which("berth")] if shutil.which("berth") else [sys.executable, "-m", "berth.cli.main"]
             raw.setdefault("berth network ls", []).extend(wall([*cli, "network", "ls"], per, box.env()))
+        extra: dict[str, list[float]] = {}
+        if not args.smoke:
+            dns, why = dns_bench(box, 3, 3)
+            extra.update(dns)
+            skipped.update(why)
+            ports, why = port_bench(box, 3)
+            extra.update(ports)
+            skipped.update(why)
         for name, samples in raw.items():
             results[name] = stats(samples)
+        rates = {name: stats(samples) for name, samples in extra.items()}
     for anchor, why in (("docker API", "no Docker daemon runs here (only the docker CLI is installed)"),
                         ("netavark", "netavark is not installed")):
         if anchor == "netavark" and shutil.which("netavark"):
             continue
         skipped[anchor] = why
-    report(results, skipped, rounds, Path(args.out), args.smoke)
+    report(results, rates if not args.smoke else {}, skipped, rounds, Path(args.out), args.smoke)
     return 0
 
 
-def report(results: dict[str, dict[str, float]], skipped: dict[str, str], rounds: int, out: Path, smoke: bool) -> None:
-    med = {k: v["median"] for k, v in results.items()}
+def report(results: dict[str, dict[str, float]], rates: dict[str, dict[str, float]], skipped: dict[str, str],
+           rounds: int, out: Path, smoke: bool) -> None:
+    med = {k: v["median"] for k, v in {**results, **rates}.items()}
 
     def ratio(a: str, b: str) -> float | None:
         return med[a] / med[b] if a in med and b in med and med[b] else None
@@ -216,6 +300,11 @@ def report(results: dict[str, dict[str, float]], skipped: dict[str, str], rounds
         ("attach at least 3x faster than the CNI bridge plugin", ratio("CNI bridge add", "berth API connect"), lambda r: r >= 3),
         ("network create within 3x its floor", ratio("berth API create", "floor create"), lambda r: r <= 3),
         ("`berth network ls` within 2x of `python -c pass`", ratio("berth network ls", "python -c pass"), lambda r: r <= 2),
+        ("DNS: at least 2x aardvark-dns's queries per second", ratio("berth DNS qps", "aardvark-dns qps"), lambda r: r >= 2),
+        ("published port on 127.0.0.1 at least 0.95 of direct", ratio("throughput published on 127.0.0.1",
+                                                                     "throughput direct to container"), lambda r: r >= 0.95),
+        ("published port via the gateway at least 0.95 of direct", ratio("throughput published via gateway",
+                                                                         "throughput direct to container"), lambda r: r >= 0.95),
     ]
     lines = [
         "# berth benchmark results", "",
@@ -227,6 +316,11 @@ def report(results: dict[str, dict[str, float]], skipped: dict[str, str], rounds
     ]
     for name, s in sorted(results.items()):
         lines.append(f"| {name} | {s['n']} | {s['min']*1000:.2f} | {s['median']*1000:.2f} | {s['max']*1000:.2f} |")
+    if rates:
+        lines += ["", "| rate (higher is better) | N | min | median | max |", "|---|---|---|---|---|"]
+        for name, s in sorted(rates.items()):
+            unit = "Gbit/s" if name.startswith("throughput") else "queries/s"
+            lines.append(f"| {name} ({unit}) | {s['n']} | {s['min']:.1f} | {s['median']:.1f} | {s['max']:.1f} |")
     lines += ["", "## Targets (ratios of medians in the same run)", "", "| target | ratio | met |", "|---|---|---|"]
     for label, value, ok in targets:
         lines.append(f"| {label} | {'n/a' if value is None else f'{value:.2f}'} | "
@@ -234,8 +328,8 @@ def report(results: dict[str, dict[str, float]], skipped: dict[str, str], rounds
     if skipped:
         lines += ["", "## Skipped anchors", ""] + [f"- {k}: {v}" for k, v in sorted(skipped.items())]
     lines += ["", "## Not measured yet", "",
-              "- the k-th attach as a network fills (k = 100, 500, 1000), data-plane throughput (iperf3), DNS "
-              "queries per second beside aardvark-dns, memory per container, and charts: still to do."]
+              "- the k-th attach as a network fills (k = 100, 500, 1000), container-to-container throughput against a "
+              "bare bridge, DNS p99 latency at half load, memory per container, netavark, and charts: still to do."]
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

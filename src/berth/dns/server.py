@@ -19,7 +19,7 @@ import socket
 import struct
 import threading
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Callable
+from typing import Any, Callable
 
 from berth.dns import wire
 from berth.dns.table import NameTable
@@ -31,28 +31,6 @@ UPSTREAM_TIMEOUT = 2.0
 MAX_UPSTREAMS = 3
 
 
-class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, server: "DnsServer") -> None:
-        self.server = server
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        reply = self.server.answer_locally(data, addr[0])
-        if reply is not None:
-            assert self.transport is not None
-            self.transport.sendto(reply, addr)
-        else:
-            asyncio.ensure_future(self._forward(data, addr))
-
-    async def _forward(self, data: bytes, addr: tuple) -> None:
-        reply = await self.server.forward(data, addr[0], tcp=False)
-        if reply is not None and self.transport is not None:
-            self.transport.sendto(reply, addr)
-
-
 class DnsServer:
     def __init__(self, table: NameTable, upstreams: Callable[[], list[str]],
                  search: Callable[[], list[str]] = list, port: int = PORT) -> None:
@@ -62,7 +40,11 @@ class DnsServer:
         self.port = port
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="dns", daemon=True)
-        self._listeners: dict[str, list[asyncio.BaseTransport | asyncio.AbstractServer]] = {}
+        self._listeners: dict[str, list[Any]] = {}  # per network: its UDP socket and TCP server
+        # Replies to repeated questions, minus the 2-byte id, valid for one table generation. Only
+        # single-address answers are kept, so several containers behind one alias still rotate.
+        self._cache: dict[tuple[str, bytes], bytes] = {}  # shared by the listener threads (GIL-atomic ops)
+        self._cache_generation = -1
 
     def start(self) -> None:
         self._thread.start()
@@ -82,18 +64,49 @@ class DnsServer:
         future = asyncio.run_coroutine_threadsafe(self._bind(str(address)), self.loop)
         self._listeners[network_id] = future.result(timeout=10)
 
-    async def _bind(self, address: str) -> list[asyncio.BaseTransport | asyncio.AbstractServer]:
+    async def _bind(self, address: str) -> list[Any]:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         udp = socket.socket(family, socket.SOCK_DGRAM)
         udp.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND: the bridge address may still be tentative
         udp.bind((address, self.port))
-        transport, _ = await self.loop.create_datagram_endpoint(lambda: _Udp(self), sock=udp)
+        udp.settimeout(0.5)  # lets the thread notice unlisten(); a blocked recvfrom ignores close()
         tcp = socket.socket(family, socket.SOCK_STREAM)
         tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         tcp.setsockopt(socket.SOL_IP, 15, 1)
         tcp.bind((address, self.port))
         server = await asyncio.start_server(self._tcp_client, sock=tcp)
-        return [transport, server]
+        threading.Thread(target=self._udp_loop, args=(udp,), name=f"dns-{address}", daemon=True).start()
+        return [udp, server]
+
+    def _udp_loop(self, sock: socket.socket) -> None:
+        """The hot path, on its own thread: blocking receive, answer from the table, send.
+
+        Names berth owns never touch the event loop (its per-datagram overhead halved the rate);
+        only forwarded queries go there.
+        """
+        while sock.fileno() != -1:
+            try:
+                data, addr = sock.recvfrom(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            reply = self.answer_locally(data, addr[0])
+            if reply is not None:
+                try:
+                    sock.sendto(reply, addr)
+                except OSError:
+                    pass
+            else:
+                asyncio.run_coroutine_threadsafe(self._forward_udp(sock, data, addr), self.loop)
+
+    async def _forward_udp(self, sock: socket.socket, data: bytes, addr: tuple) -> None:
+        reply = await self.forward(data, addr[0], tcp=False)
+        if reply is not None:
+            try:
+                sock.sendto(reply, addr)
+            except OSError:
+                pass
 
     def unlisten(self, network_id: str) -> None:
         listeners = self._listeners.pop(network_id, [])
@@ -109,6 +122,19 @@ class DnsServer:
 
     def answer_locally(self, data: bytes, source: str) -> bytes | None:
         """The reply for names berth owns (or a refusal); None means: forward it."""
+        if self._cache_generation != self.table.generation or len(self._cache) > 50_000:
+            self._cache.clear()
+            self._cache_generation = self.table.generation
+        key = (source, data[2:])
+        cached = self._cache.get(key)
+        if cached is not None:
+            return data[:2] + cached
+        reply = self._answer(data, source)
+        if reply is not None and struct.unpack_from("!H", reply, 6)[0] <= 1:
+            self._cache[key] = reply[2:]
+        return reply
+
+    def _answer(self, data: bytes, source: str) -> bytes | None:
         try:
             q = wire.parse_question(data)
         except wire.WireError:

@@ -40,14 +40,17 @@ class NameTable:
         self._by_address: dict[Addr, str] = {}                          # endpoint address -> container id
         self._memberships: dict[str, set[str]] = {}                     # container id -> network ids
         self._rotation = 0
+        self.generation = 0  # bumped by every change, so answer caches know when to forget
 
     def set_network(self, network_id: str, name: str, internal: bool) -> None:
         with self._lock:
+            self.generation += 1
             net = self._networks.setdefault(network_id, _Network(name))
             net.name, net.internal = name, internal
 
     def remove_network(self, network_id: str) -> None:
         with self._lock:
+            self.generation += 1
             net = self._networks.pop(network_id, None)
             if net:
                 for container_id in list(net.endpoints):
@@ -57,6 +60,7 @@ class NameTable:
                      v4: IPv4Address | None, v6: IPv6Address | None, upstreams: Iterable[str] = ()) -> None:
         """Register a container on a network under its names (plus its short id and ``name.network``)."""
         with self._lock:
+            self.generation += 1
             net = self._networks.setdefault(network_id, _Network(network_name))
             if container_id in net.endpoints:
                 self._drop(network_id, net, container_id)
@@ -74,6 +78,7 @@ class NameTable:
 
     def remove_endpoint(self, network_id: str, container_id: str) -> None:
         with self._lock:
+            self.generation += 1
             net = self._networks.get(network_id)
             if net and container_id in net.endpoints:
                 self._drop(network_id, net, container_id)
