@@ -278,11 +278,8 @@ def main() -> int:
         for name, samples in raw.items():
             results[name] = stats(samples)
         rates = {name: stats(samples) for name, samples in extra.items()}
-    for anchor, why in (("docker API", "no Docker daemon runs here (only the docker CLI is installed)"),
-                        ("netavark", "netavark is not installed")):
-        if anchor == "netavark" and shutil.which("netavark"):
-            continue
-        skipped[anchor] = why
+    skipped["docker API"] = "no Docker daemon runs here (only the docker CLI is installed)"
+    skipped["netavark"] = "not wired into the harness yet"
     report(results, rates if not args.smoke else {}, skipped, rounds, Path(args.out), args.smoke)
     return 0
 
