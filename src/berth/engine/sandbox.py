@@ -67,15 +67,19 @@ class Sandboxes:
         old_owner = self.route_owner(active)
         new_owner = self.route_owner([*active, ep])
         spec = self._spec(net, netns, ep)
-        if new_owner is ep and old_owner is None:
-            spec = replace(spec, gateway4=gw4 if not net.internal else None, gateway6=gw6 if not net.internal else None)
+        # The new endpoint takes the default route in the same kernel round trip as its addresses, unless
+        # an IPv6 default of the previous owner must go too (then the routes are set on their own).
+        separate = new_owner is ep and old_owner is not None and old_owner.gateway6 is not None and gw6 is None
+        if new_owner is ep and not separate:
+            spec = replace(spec, gateway4=gw4, gateway6=gw6)
         driver = self.ctx.drivers[net.driver]
         driver.add(spec)
         undo.push(f"endpoint {ep.host_ifname}", driver.delete, spec)
-        fault("endpoint-plugged")
         if new_owner is ep and old_owner is not None:
-            self.set_routes(netns, ep)
             undo.push("default route", self.set_routes, netns, old_owner)
+        fault("endpoint-plugged")
+        if separate:
+            self.set_routes(netns, ep)
         return ep
 
     def set_routes(self, netns: Path, owner: Attachment | None) -> None:

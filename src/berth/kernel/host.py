@@ -216,10 +216,11 @@ class Kernel:
                     self._add_address(inner, index, iface)
                 inner.link("set", index=index, state="up")
                 step = "route"
+                # "replace": the new endpoint may take the default route over from an earlier one
                 if gateway4 is not None:
-                    inner.route("add", dst="0.0.0.0/0", gateway=str(gateway4))
+                    inner.route("replace", dst="0.0.0.0/0", gateway=str(gateway4))
                 if gateway6 is not None:
-                    inner.route("add", dst="::/0", gateway=str(gateway6), family=10)
+                    inner.route("replace", dst="::/0", gateway=str(gateway6), family=10)
         except Exception as err:
             try:
                 self.link_delete(host_name)
