@@ -61,3 +61,11 @@ def test_internal_networks_are_never_masqueraded():
     cmds = rules.network_elements("b", [ip_network("10.0.0.0/24")], icc=True, masquerade=True, internal=True, op="add")
     names = {c["add"]["element"]["name"] for c in cmds}
     assert "masq4" not in names and "internal" in names
+
+
+def test_icc_off_ports_and_published_ports_are_separate_elements():
+    icc = rules.icc_off_elements("bveth0123456789", "add")
+    assert icc[0]["add"]["element"]["name"] == "icc_off_ports" and icc[0]["add"]["element"]["family"] == "bridge"
+    published = rules.published_elements([rules.Published("tcp", None, 8080, "10.0.0.2", 80),
+                                          rules.Published("udp", "127.0.0.1", 53, "10.0.0.3", 53)], "add")
+    assert [c["add"]["element"]["name"] for c in published] == ["pub_any4", "pub_ip4"]

@@ -83,7 +83,7 @@ class BridgeDriver:
         )
         if not self._icc(network):
             try:
-                self.kernel.nft(rules.port_elements(endpoint.host_ifname, "add"))
+                self.kernel.nft(rules.icc_off_elements(endpoint.host_ifname, "add"))
             except Exception:
                 self.kernel.netns_link_delete(endpoint.netns, endpoint.ifname)
                 raise
@@ -103,7 +103,7 @@ class BridgeDriver:
     def forget(self, endpoint: EndpointSpec) -> None:
         """Drop an endpoint's firewall state once its link is gone (its namespace was deleted)."""
         if not self._icc(endpoint.network):
-            self.kernel.nft(rules.port_elements(endpoint.host_ifname, "delete"))
+            self.kernel.nft(rules.icc_off_elements(endpoint.host_ifname, "delete"))
 
     def check(self, endpoint: EndpointSpec) -> list[str]:
         problems = []

@@ -336,8 +336,8 @@ class Containers:
         if published:
             assert owner is not None and owner.host_ifname
             self.ctx.kernel.bridge_port_hairpin(owner.host_ifname)
-            self.ctx.kernel.nft(rules.port_elements(published, "add"))
-            undo.push("published ports", self.ctx.kernel.nft, rules.port_elements(published, "delete"))
+            self.ctx.kernel.nft(rules.published_elements(published, "add"))
+            undo.push("published ports", self.ctx.kernel.nft, rules.published_elements(published, "delete"))
             fault("start-published")
         return published
 
@@ -464,7 +464,7 @@ class Containers:
     def teardown_network(self, c: Container) -> None:
         """Release every endpoint of a stopped container; deleting the netns removes all veths at once."""
         if c.state.ports:
-            self.ctx.kernel.nft(rules.port_elements(from_records(c.state.ports), "delete"))
+            self.ctx.kernel.nft(rules.published_elements(from_records(c.state.ports), "delete"))
         netns = self.netns_path(c)
         if mode_kind(self.mode_network(c)) in ("network", "none"):
             self.ctx.kernel.netns_delete(netns)

@@ -101,7 +101,7 @@ def _reconcile_containers(containers: Containers, report: Report) -> None:
                 ctx.store.set_endpoint(cleared(a), state="active")
         if c.state.running and alive and netns_ok:
             if c.state.ports:  # idempotent: restores them if berth's table was lost while containers ran
-                ctx.kernel.nft(rules.port_elements(from_records(c.state.ports), "add"))
+                ctx.kernel.nft(rules.published_elements(from_records(c.state.ports), "add"))
             containers.watch(c.id, c.state.monitor_pid)
             report.adopted_containers.append(c.name)
         elif c.state.running:

@@ -157,7 +157,7 @@ def network_elements(bridge: str, subnets: Sequence[IPv4Network | IPv6Network], 
     return cmds
 
 
-def port_elements(host_ifname: str, op: Literal["add", "delete"]) -> list[Json]:
+def icc_off_elements(host_ifname: str, op: Literal["add", "delete"]) -> list[Json]:
     """An endpoint of a bridge with ICC off: its frames may reach the gateway but no other port."""
     return _elements(op, BRIDGE, "icc_off_ports", [host_ifname])
 
@@ -189,7 +189,7 @@ class Published:
     container_port: int
 
 
-def port_elements(ports: Sequence[Published], op: Literal["add", "delete"]) -> list[Json]:
+def published_elements(ports: Sequence[Published], op: Literal["add", "delete"]) -> list[Json]:
     """Map elements that publish (or withdraw) a container's ports; O(1) each, whatever the count."""
     any_ip = [[{"concat": [p.proto, p.host_port]}, {"concat": [p.container_ip, p.container_port]}]
               for p in ports if p.host_ip is None]

@@ -1,0 +1,77 @@
+"""The reachability matrix: every ordered pair of endpoints probed with real packets (ICMP and TCP).
+
+The observed matrix must equal the one derived from the rules: same network reachable (unless ICC is
+off), different networks not, a container on two networks reaches both, internal networks have no
+egress, ``none`` reaches nothing, the host reaches every container, and published ports are reachable
+from other networks through the host.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.helpers import inspect, ok, poll
+
+pytestmark = pytest.mark.integration
+
+SERVE = "exec nc -ll -p 7000 -e true"  # busybox nc: a persistent TCP listener
+
+
+def tcp(address: str, port: int) -> list[str]:
+    """A TCP connect probe for busybox (its nc has no -z): connected means exit status 0."""
+    return ["sh", "-c", f"nc -w 1 {address} {port} </dev/null"]
+
+
+def test_reachability_matrix(bb):
+    bb.outside()
+    for args in (("--subnet", "10.61.0.0/24", "A"), ("--subnet", "10.62.0.0/24", "B"),
+                 ("--internal", "--subnet", "10.63.0.0/24", "I"),
+                 ("-o", "com.docker.network.bridge.enable_icc=false", "--subnet", "10.64.0.0/24", "C")):
+        ok(bb.berth("network", "create", *args))
+    layout = {"a1": "A", "a2": "A", "b1": "B", "i1": "I", "i2": "I", "c1": "C", "c2": "C", "m": "A", "n": "none"}
+    for name, net in layout.items():
+        extra = ["-p", "18080:7000"] if name == "b1" else []
+        ok(bb.berth("run", "-d", "--name", name, "--network", net, *extra, "bb", "sh", "-c", SERVE))
+    ok(bb.berth("network", "connect", "B", "m"))
+    address = {}
+    for name in layout:
+        if name != "n":
+            nets = inspect(bb, "inspect", name)[0]["NetworkSettings"]["Networks"]
+            address[name] = {net: ep["IPAddress"] for net, ep in nets.items()}
+    for name in address:
+        poll(lambda: bb.berth("exec", name, *tcp("127.0.0.1", 7000)).returncode == 0)
+
+    networks_of = {name: set(address.get(name, {})) for name in layout}
+
+    def expected(src: str, dst: str, net: str) -> bool:
+        if src == "n":
+            return False
+        shared = net in networks_of[src]
+        return shared and not (net == "C" and src != dst)  # ICC off: nobody else on C
+
+    targets = [(dst, net, ip) for dst, nets in address.items() for net, ip in nets.items()]
+    probes = [(src, dst, net, ip, proto) for src in layout for dst, net, ip in targets if src != dst
+              for proto in ("icmp", "tcp")]
+
+    def probe(item: tuple[str, str, str, str, str]) -> tuple[tuple[str, str, str, str], bool]:
+        src, dst, net, ip, proto = item
+        argv = ["ping", "-c", "1", "-W", "1", ip] if proto == "icmp" else tcp(ip, 7000)
+        return (src, dst, net, proto), bb.berth("exec", src, *argv).returncode == 0
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        observed = dict(pool.map(probe, probes))
+    wrong = {k: v for k, v in observed.items() if v != expected(k[0], k[1], k[2])}
+    assert wrong == {}, wrong
+
+    # the host reaches every container; egress only from non-internal networks; published port from anywhere
+    for name, nets in address.items():
+        for ip in nets.values():
+            assert bb.run(["ping", "-c", "1", "-W", "1", ip]).returncode == 0, (name, ip)
+    egress = {name: bb.berth("exec", name, "ping", "-c", "1", "-W", "1", "203.0.113.2").returncode == 0
+              for name in layout}
+    assert egress == {n: layout[n] not in ("I", "none") for n in layout}
+    for name in ("a1", "c1", "m"):
+        reply = bb.berth("exec", name, *tcp("203.0.113.1", 18080))
+        assert reply.returncode == 0, (name, reply.stderr)
