@@ -172,3 +172,14 @@ def test_bad_container_input_is_refused_and_changes_nothing(bb):
     fails(bb.berth("run", "--network", "host", "--network-alias", "x", "bb", "true"),
           "network-scoped alias is supported only for containers in user defined networks")
     assert len(ok(bb.berth("ps", "-a", "-q")).split()) == 1 and before.count("\n") == 1
+
+
+def test_run_with_a_rootfs_directory_leaves_it_untouched(host, busybox_tar, tmp_path):
+    import tarfile
+
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    with tarfile.open(busybox_tar) as tar:
+        tar.extractall(rootfs)
+    out = ok(host.berth("run", "--rm", "--rootfs", str(rootfs), "sh", "-c", "echo from-rootfs; touch /newfile"))
+    assert out == "from-rootfs\n" and not (rootfs / "newfile").exists()
