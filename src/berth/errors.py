@@ -15,6 +15,8 @@ class BerthError(Exception):
     cni_code: int = 999
 
     def __init__(self, message: str) -> None:
+        # Messages often quote user input: keep them to one printable line whatever that input was.
+        message = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)
         super().__init__(message)
         self.message = message
 

@@ -89,3 +89,12 @@ def test_load_a_docker_save_archive_and_run_it(host, tmp_path):
     assert ok(host.berth("run", "--rm", "layered:1")) == "layered\n"
     assert host.berth("run", "--rm", "layered:1", "cat", "/etc/group").returncode != 0  # whited out
     assert "layered" in ok(host.berth("images"))
+
+
+def test_the_api_socket_is_root_only_and_invisible_in_containers(bb):
+    import stat
+
+    mode = bb.socket.stat().st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+    listing = bb.berth("run", "--rm", "bb", "sh", "-c", f"ls {bb.run_root} /run 2>&1; true")
+    assert "berth.sock" not in listing.stdout
