@@ -16,6 +16,7 @@ from berth.errors import KernelError
 from berth.kernel.types import Iface, LinkInfo
 
 MAX_BRIDGE_PORTS = 1023
+IFNAMSIZ = 15  # longest interface name the kernel takes
 
 
 @dataclass
@@ -71,13 +72,21 @@ class FakeKernel:
     def netns_exists(self, path: str | Path) -> bool:
         return str(path) in self.namespaces
 
+    def _netns(self, path: str | Path) -> dict[str, _Link]:
+        inside = self.namespaces.get(str(path))
+        if inside is None:
+            raise KernelError(f"network namespace {path} does not exist")
+        return inside
+
     # -- host links ------------------------------------------------------------------------------
 
     def bridge_ensure(self, name: str, *, alias: str, mtu: int, addresses: Sequence[Iface], mac: str | None = None) -> None:
         self._maybe_fail("bridge_ensure")
         link = self.host.get(name)
         if link is None:
-            link = self.host[name] = _Link(name, "bridge", alias=alias, mtu=mtu)
+            if len(name) > IFNAMSIZ:
+                raise KernelError(f"cannot set up bridge {name}: Numerical result out of range")
+            link = self.host[name] = _Link(name, "bridge", alias=alias, mtu=mtu, mac=mac or "")
         elif link.kind != "bridge" or link.alias != alias:
             raise KernelError(f"a link named {name} already exists and is not berth's bridge for this network")
         link.mtu = mtu
@@ -88,10 +97,23 @@ class FakeKernel:
 
     def link_delete(self, name: str) -> None:
         link = self.host.pop(name, None)
-        if link is not None and link.kind == "bridge":
+        if link is None:
+            return
+        if link.kind == "bridge":
             for other in self.host.values():
                 if other.master == name:
                     other.master = None
+        elif link.kind == "veth":  # the peer dies with it, and so do routes through the peer
+            for path, inside in self.namespaces.items():
+                for ifname, peer in list(inside.items()):
+                    if peer.kind == "veth" and peer.mac == link.mac:
+                        del inside[ifname]
+                        self._drop_routes(path, ifname)
+
+    def _drop_routes(self, netns: str, ifname: str) -> None:
+        routes = self.routes[netns]
+        for family in [f for f, (_, dev) in routes.items() if dev == ifname]:
+            del routes[family]
 
     def link_get(self, name: str) -> LinkInfo | None:
         names = list(self.host)
@@ -109,15 +131,19 @@ class FakeKernel:
                     mtu: int, addresses: Sequence[Iface], gateway4: IPv4Address | None = None,
                     gateway6: IPv6Address | None = None) -> None:
         self._maybe_fail("veth_attach")
-        inside = self.namespaces.get(str(netns))
-        if inside is None:
-            raise KernelError(f"network namespace {netns} does not exist")
         if bridge not in self.host:
             raise KernelError(f"bridge {bridge} does not exist (try: berth system reconcile)")
+        inside = self._netns(netns)
+        if len(host_name) > IFNAMSIZ or len(ifname) > IFNAMSIZ:
+            raise KernelError(f"cannot create veth pair {host_name}/{ifname}: Numerical result out of range")
         if host_name in self.host or ifname in inside:
             raise KernelError(f"cannot create veth pair {host_name}/{ifname}: File exists")
         if self.bridge_port_count(bridge) >= MAX_BRIDGE_PORTS:
-            raise KernelError(f"network bridge {bridge} is full: a Linux bridge takes at most 1023 ports")
+            raise KernelError(f"network {bridge} is full: a Linux bridge takes at most 1023 ports")
+        for gateway in (gateway4, gateway6):
+            on_link = [a for l in inside.values() for a in l.addresses] + list(addresses)
+            if gateway is not None and not any(gateway in a.network for a in on_link):
+                raise KernelError(f"cannot attach {ifname} to bridge {bridge} (route): Network is unreachable")
         self.host[host_name] = _Link(host_name, "veth", alias=alias, master=bridge, mtu=mtu, up=True, mac=mac)
         inside[ifname] = _Link(ifname, "veth", mtu=mtu, up=True, mac=mac, addresses=list(addresses))
         routes = self.routes[str(netns)]
@@ -136,27 +162,26 @@ class FakeKernel:
         link = inside.pop(ifname, None)
         if link is not None:
             self.host = {n: l for n, l in self.host.items() if not (l.kind == "veth" and l.mac == link.mac)}
-            routes = self.routes[str(netns)]
-            for family in (4, 6):
-                if family in routes and routes[family][1] == ifname:
-                    del routes[family]
+            self._drop_routes(str(netns), ifname)
 
     def netns_set_default_routes(self, netns: str | Path, *, gateway4: IPv4Address | None,
                                  gateway6: IPv6Address | None) -> None:
-        routes = self.routes[str(netns)]
+        inside, routes = self._netns(netns), self.routes[str(netns)]
         for family, gateway in ((4, gateway4), (6, gateway6)):
-            routes.pop(family, None)
-            if gateway is not None:
-                dev = next((l.name for l in self.namespaces[str(netns)].values()
-                            if any(a.version == family and gateway in a.network for a in l.addresses)), None)
-                if dev is None:
-                    raise KernelError(f"cannot add default route via {gateway}: Network is unreachable")
-                routes[family] = (gateway, dev)
+            if gateway is None:
+                routes.pop(family, None)
+                continue
+            dev = next((l.name for l in inside.values()
+                        if any(a.version == family and gateway in a.network for a in l.addresses)), None)
+            if dev is None:
+                raise KernelError(f"cannot set default route via {gateway} in {netns}: Network is unreachable")
+            routes[family] = (gateway, dev)
 
     def netns_links(self, netns: str | Path) -> list[LinkInfo]:
-        return [self._info(i + 1, l) for i, l in enumerate(self.namespaces[str(netns)].values())]
+        return [self._info(i + 1, l) for i, l in enumerate(self._netns(netns).values())]
 
     def netns_routes(self, netns: str | Path) -> list[dict[str, Any]]:
+        self._netns(netns)
         return [{"dst": "default", "gateway": str(gw), "dev": dev} for gw, dev in self.routes[str(netns)].values()]
 
     # -- facts, sysctls, nft ---------------------------------------------------------------------

@@ -3,7 +3,7 @@
 A namespace is made by a short-lived thread that unshares its own network namespace and bind-mounts
 ``/proc/thread-self/ns/net`` onto the file; a netlink socket inside a namespace is opened by switching
 the calling thread in and straight back. Both rely on the network namespace being per thread, so the
-daemon's other threads never notice.
+daemon's other threads never notice, and no thread is ever left inside another namespace.
 """
 
 from __future__ import annotations
@@ -17,21 +17,48 @@ from pathlib import Path
 from berth.errors import KernelError
 from berth.kernel import syscalls as sc
 
+_shared_dirs: set[Path] = set()
+_shared_lock = threading.Lock()
+
+
+def _share(directory: Path) -> None:
+    """Make ``directory`` a shared mount point, as iproute2 does for /run/netns.
+
+    Namespace files mounted in it then propagate to mount namespaces cloned later (a container's), and
+    so does their unmount: a copy left behind in a container's mount table would otherwise keep a
+    deleted namespace (and its veths) alive.
+    """
+    with _shared_lock:
+        if directory in _shared_dirs:
+            return
+        try:
+            sc.mount(None, str(directory), None, sc.MS_SHARED | sc.MS_REC)
+        except OSError as err:
+            if err.errno != errno.EINVAL:  # EINVAL: not a mount point yet
+                raise
+            sc.mount(str(directory), str(directory), None, sc.MS_BIND | sc.MS_REC)
+            sc.mount(None, str(directory), None, sc.MS_SHARED | sc.MS_REC)
+        _shared_dirs.add(directory)
+
+
 def create(path: Path) -> None:
-    """A new, empty network namespace kept alive by a bind mount on ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A new network namespace kept alive by a bind mount on ``path`` (which must not exist)."""
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _share(path.parent)
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDONLY, 0o444)
     except FileExistsError:
         raise KernelError(f"network namespace {path} already exists") from None
+    except OSError as err:
+        raise KernelError(f"cannot create network namespace {path}: {err.strerror}") from None
     os.close(fd)
-    failure: list[BaseException] = []
+    failure: list[OSError] = []
 
     def make() -> None:
         try:
             sc.unshare(sc.CLONE_NEWNET)
             sc.mount("/proc/thread-self/ns/net", str(path), None, sc.MS_BIND)
-        except BaseException as err:  # noqa: BLE001 - reported by the caller
+        except OSError as err:
             failure.append(err)
 
     worker = threading.Thread(target=make, name="netns-create")
@@ -39,7 +66,7 @@ def create(path: Path) -> None:
     worker.join()
     if failure:
         path.unlink(missing_ok=True)
-        raise KernelError(f"cannot create network namespace {path}: {failure[0]}")
+        raise KernelError(f"cannot create network namespace {path}: {failure[0].strerror}")
 
 
 def delete(path: Path) -> None:
@@ -65,21 +92,38 @@ def exists(path: Path) -> bool:
         return False
 
 
+def mounted(directory: Path) -> list[str]:
+    """Paths of the network namespace files mounted directly in ``directory``, from the mount table."""
+    found = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as table:
+        for line in table:
+            fields = line.split()
+            sep = fields.index("-")
+            if fields[sep + 1] == "nsfs" and fields[3].startswith("net:"):
+                point = Path(fields[4].encode().decode("unicode_escape"))
+                if point.parent == directory:
+                    found.append(str(point))
+    return sorted(found)
+
+
 def netlink_socket(path: Path, protocol: int = 0) -> socket.socket:
     """A netlink socket that lives in the namespace at ``path`` (the calling thread returns home)."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
+        target = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise KernelError(f"network namespace {path} does not exist") from None
+    try:
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         try:
-            target = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise KernelError(f"network namespace {path} does not exist") from None
-        try:
-            sc.setns(target, sc.CLONE_NEWNET)
+            try:
+                sc.setns(target, sc.CLONE_NEWNET)
+            except OSError as err:
+                raise KernelError(f"cannot enter network namespace {path}: {err.strerror}") from None
             try:
                 return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, protocol)
             finally:
                 sc.setns(home, sc.CLONE_NEWNET)
         finally:
-            os.close(target)
+            os.close(home)
     finally:
-        os.close(home)
+        os.close(target)
