@@ -47,12 +47,6 @@ class Kernel:
         path = Path(path)
         self._netns_dirs.add(path.parent)
         ns.create(path)
-        try:
-            with nl.inside(path) as ipr:
-                ipr.link("set", index=1, state="up")  # lo is always index 1 in a new namespace
-        except Exception as err:
-            ns.delete(path)
-            raise KernelError(f"cannot bring up lo in network namespace {path}: {nl.reason(err)}") from None
 
     def netns_delete(self, path: str | Path) -> None:
         ns.delete(Path(path))

@@ -97,8 +97,12 @@ def addresses(ipr: IPRoute, ifindex: int) -> tuple[Iface, ...]:
 
 
 def link_infos(ipr: IPRoute, msgs: list[Any]) -> list[LinkInfo]:
-    """Link messages as plain values; masters are resolved to names with one dump of the namespace."""
+    """Link messages as plain values. Master names and addresses come from one dump each, not one per
+    link (pyroute2 filters ``get_addr(index=...)`` client-side, so per-link calls would be quadratic)."""
     names = {m["index"]: m.get_attr("IFLA_IFNAME") for m in ipr.get_links()}
+    addrs: dict[int, list[Iface]] = {}
+    for a in ipr.get_addr():
+        addrs.setdefault(a["index"], []).append(ip_interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"))
     out = []
     for msg in msgs:
         master = msg.get_attr("IFLA_MASTER")
@@ -106,7 +110,7 @@ def link_infos(ipr: IPRoute, msgs: list[Any]) -> list[LinkInfo]:
             name=msg.get_attr("IFLA_IFNAME"), index=msg["index"], kind=kind(msg),
             alias=msg.get_attr("IFLA_IFALIAS"), master=names.get(master) if master else None,
             mtu=msg.get_attr("IFLA_MTU"), up=bool(msg["flags"] & IFF_UP),
-            mac=msg.get_attr("IFLA_ADDRESS") or "", addresses=addresses(ipr, msg["index"]),
+            mac=msg.get_attr("IFLA_ADDRESS") or "", addresses=tuple(addrs.get(msg["index"], ())),
         ))
     return out
 

@@ -9,13 +9,19 @@ daemon's other threads never notice, and no thread is ever left inside another n
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import socket
+import struct
 import threading
 from pathlib import Path
 
 from berth.errors import KernelError
 from berth.kernel import syscalls as sc
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
 
 _shared_dirs: set[Path] = set()
 _shared_lock = threading.Lock()
@@ -41,8 +47,16 @@ def _share(directory: Path) -> None:
         _shared_dirs.add(directory)
 
 
+def _loopback_up() -> None:
+    """Raise ``lo`` of the calling thread's namespace with two ioctls: cheaper than a netlink socket."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH", b"lo", 0)
+        flags = struct.unpack("16sH", fcntl.ioctl(sock, SIOCGIFFLAGS, request + bytes(22))[:18])[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | IFF_UP) + bytes(22))
+
+
 def create(path: Path) -> None:
-    """A new network namespace kept alive by a bind mount on ``path`` (which must not exist)."""
+    """A new network namespace, ``lo`` up, kept alive by a bind mount on ``path`` (which must not exist)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _share(path.parent)
@@ -57,6 +71,7 @@ def create(path: Path) -> None:
     def make() -> None:
         try:
             sc.unshare(sc.CLONE_NEWNET)
+            _loopback_up()
             sc.mount("/proc/thread-self/ns/net", str(path), None, sc.MS_BIND)
         except OSError as err:
             failure.append(err)
