@@ -13,20 +13,35 @@ pytestmark = pytest.mark.integration
 
 # A tiny upstream resolver for the "internet": example.test -> 198.51.100.7 (no AAAA), anything else NXDOMAIN.
 UPSTREAM = textwrap.dedent("""
-    import socket
+    import socket, struct, threading
     from ipaddress import ip_address
     from berth.dns import wire
+
+    def reply(data):
+        q = wire.parse_question(data)
+        if q.name == "example.test":
+            return wire.answer(data, q, [ip_address("198.51.100.7")] if q.qtype == wire.A else [])
+        return wire.error(data, q, wire.NXDOMAIN)
+
+    def tcp():
+        srv = socket.create_server(("203.0.113.2", 53))
+        while True:
+            conn, _ = srv.accept()
+            with conn:
+                size = struct.unpack("!H", conn.recv(2))[0]
+                data = b""
+                while len(data) < size:
+                    data += conn.recv(size - len(data))
+                answer = reply(data)
+                conn.sendall(struct.pack("!H", len(answer)) + answer)
+
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("203.0.113.2", 53))
+    threading.Thread(target=tcp, daemon=True).start()
     print("ready", flush=True)
     while True:
         data, addr = s.recvfrom(4096)
-        q = wire.parse_question(data)
-        if q.name == "example.test":
-            found = [ip_address("198.51.100.7")] if q.qtype == wire.A else []
-            s.sendto(wire.answer(data, q, found), addr)
-        else:
-            s.sendto(wire.error(data, q, wire.NXDOMAIN), addr)
+        s.sendto(reply(data), addr)
 """)
 
 
@@ -96,8 +111,40 @@ def test_forwarding_to_upstream_and_internal_networks(bb):
         ok(bb.berth("run", "-d", "--name", "in1", "--network", "secret", "bb", "sleep", "600"))
         ok(bb.berth("run", "-d", "--name", "in2", "--network", "secret", "bb", "sleep", "600"))
         assert resolve(bb, "out", "example.test") == ["198.51.100.7"]
+        # forwarded over TCP when the client asks over TCP
+        out_id = ok(bb.berth("inspect", "-f", "{{.Id}}", "out")).strip()
+        tcp = ok(bb.run(["nsenter", f"--net={bb.run_root}/netns/{out_id}", sys.executable, "-c", TCP_QUERY,
+                         "example.test", "10.20.0.1"]))
+        assert tcp.split() == ["0", "198.51.100.7"]
         assert resolve(bb, "in1", "in2") == ["10.50.0.3"]  # internal networks still know their containers
         assert resolve(bb, "in1", "example.test") == []  # ... but never forward
     finally:
         upstream.kill()
         upstream.wait()
+
+
+TCP_QUERY = textwrap.dedent("""
+    import socket, struct, sys
+    from berth.dns import wire
+    name, server = sys.argv[1], sys.argv[2]
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\\0"
+    query = struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0) + labels + struct.pack("!HH", wire.A, 1)
+    with socket.create_connection((server, 53), timeout=5) as s:
+        s.sendall(struct.pack("!H", len(query)) + query)
+        size = struct.unpack("!H", s.recv(2))[0]
+        reply = b""
+        while len(reply) < size:
+            reply += s.recv(size - len(reply))
+    rcode, count = reply[3] & 0x0F, struct.unpack_from("!H", reply, 6)[0]
+    print(rcode, ".".join(str(b) for b in reply[-4:]) if count else "-")
+""")
+
+
+def test_queries_over_tcp(bb):
+    ok(bb.berth("network", "create", "--subnet", "10.20.0.0/24", "net1"))
+    ok(bb.berth("run", "-d", "--name", "web", "--network", "net1", "bb", "sleep", "600"))
+    cid = ok(bb.berth("run", "-d", "--name", "client", "--network", "net1", "bb", "sleep", "600")).strip()
+    netns = f"--net={bb.run_root}/netns/{cid}"
+    # the host's Python, run inside the client container's network namespace, asks over TCP
+    out = ok(bb.run(["nsenter", netns, sys.executable, "-c", TCP_QUERY, "web", "10.20.0.1"]))
+    assert out.split() == ["0", "10.20.0.2"]
