@@ -311,6 +311,10 @@ def test_sysctls_are_set_read_and_remembered(isolated: Callable[[Body], None]) -
                                                 f"net.ipv4.conf.{BRIDGE}.route_localnet": "1"}
         with pytest.raises(KernelError, match="net.ipv4.no_such_knob"):
             kernel.sysctl_get("net.ipv4.no_such_knob")
+        kernel.link_delete(BRIDGE)  # an interface's sysctls go with it
+        assert kernel.snapshot()["sysctls"] == {"net.ipv4.ip_forward": "1"}
+        with pytest.raises(KernelError, match="No such file or directory"):
+            kernel.sysctl_set(f"net.ipv4.conf.{BRIDGE}.route_localnet", "1")
 
     isolated(body)
 

@@ -67,7 +67,9 @@ class FakeKernel:
         links = self.namespaces.pop(str(path), {})
         self.routes.pop(str(path), None)
         peers = {l.mac for l in links.values()}
-        self.host = {n: l for n, l in self.host.items() if not (l.kind == "veth" and l.mac in peers)}
+        for name in [n for n, l in self.host.items() if l.kind == "veth" and l.mac in peers]:
+            del self.host[name]
+            self._forget_link(name)
 
     def netns_exists(self, path: str | Path) -> bool:
         return str(path) in self.namespaces
@@ -99,6 +101,7 @@ class FakeKernel:
         link = self.host.pop(name, None)
         if link is None:
             return
+        self._forget_link(name)
         if link.kind == "bridge":
             for other in self.host.values():
                 if other.master == name:
@@ -161,7 +164,9 @@ class FakeKernel:
         inside = self.namespaces.get(str(netns), {})
         link = inside.pop(ifname, None)
         if link is not None:
-            self.host = {n: l for n, l in self.host.items() if not (l.kind == "veth" and l.mac == link.mac)}
+            for name in [n for n, l in self.host.items() if l.kind == "veth" and l.mac == link.mac]:
+                del self.host[name]
+                self._forget_link(name)
             self._drop_routes(str(netns), ifname)
 
     def netns_set_default_routes(self, netns: str | Path, *, gateway4: IPv4Address | None,
@@ -194,11 +199,30 @@ class FakeKernel:
                 nets += [ip_network(a.network) for a in l.addresses]
         return nets
 
+    @staticmethod
+    def _sysctl_link(key: str) -> str | None:
+        """The interface a ``net.<proto>.conf.<if>.<knob>`` key belongs to (``all``/``default`` are none)."""
+        parts = key.split(".")
+        if len(parts) > 4 and parts[0] == "net" and parts[2] == "conf":
+            name = ".".join(parts[3:-1])
+            return None if name in ("all", "default") else name
+        return None
+
     def sysctl_set(self, key: str, value: str) -> None:
+        link = self._sysctl_link(key)
+        if link is not None and link not in self.host:
+            raise KernelError(f"cannot set sysctl {key}={value}: No such file or directory")
         self.sysctls[key] = value
 
     def sysctl_get(self, key: str) -> str:
+        link = self._sysctl_link(key)
+        if link is not None and link not in self.host:
+            raise KernelError(f"cannot read sysctl {key}: No such file or directory")
         return self.sysctls.get(key, "0")
+
+    def _forget_link(self, name: str) -> None:
+        """An interface's sysctls vanish with it, as its /proc/sys/net/*/conf/<if> directory does."""
+        self.sysctls = {k: v for k, v in self.sysctls.items() if self._sysctl_link(k) != name}
 
     def nft(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Applies table and set-element commands atomically (elements are tracked, rules only checked)."""
@@ -260,6 +284,7 @@ class FakeKernel:
             "sets": copy.deepcopy(self.sets),
             "tables": set(self.tables),
             "docker_user": set(self.docker_user),
+            "sysctls": dict(self.sysctls),
         }
 
     def close(self) -> None:

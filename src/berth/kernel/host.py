@@ -286,7 +286,17 @@ class Kernel:
         )
         netns = sorted(p for d in self._netns_dirs for p in ns.mounted(d))
         tables = {f"{fam} {name}": self.nft_table(fam, name) for fam, name in SNAPSHOT_TABLES}
-        return {"links": links, "netns": netns, "nft": tables, "sysctls": dict(self._sysctls)}
+        return {"links": links, "netns": netns, "nft": tables, "sysctls": self._sysctls_now()}
+
+    def _sysctls_now(self) -> dict[str, str]:
+        """Current values of the sysctls berth set; an interface's vanish with the interface."""
+        now = {}
+        for key in list(self._sysctls):
+            try:
+                now[key] = sysctl.read(key)
+            except KernelError:
+                continue
+        return now
 
     def close(self) -> None:
         self._sockets.close()
