@@ -16,6 +16,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_int
 from pathlib import Path
 from typing import Any, Sequence
 
+from berth.config import KERNEL_MARK_PREFIX
 from berth.errors import KernelError
 from berth.kernel import dockeruser
 from berth.kernel import netlink as nl
@@ -24,7 +25,6 @@ from berth.kernel import sysctl
 from berth.kernel.nft import Nftables
 from berth.kernel.types import Iface, LinkInfo
 
-MARK_PREFIX = "berth:"
 SNAPSHOT_TABLES = (("inet", "berth"), ("bridge", "berth"), ("ip", "berth"), ("ip6", "berth"))
 
 
@@ -108,7 +108,7 @@ class Kernel:
             return None
         return nl.link_infos(ipr, ipr.get_links(index))[0]
 
-    def links(self, alias_prefix: str = MARK_PREFIX) -> list[LinkInfo]:
+    def links(self, alias_prefix: str = KERNEL_MARK_PREFIX) -> list[LinkInfo]:
         ipr = self.ipr
         mine = [m for m in ipr.get_links() if (m.get_attr("IFLA_IFALIAS") or "").startswith(alias_prefix)]
         return nl.link_infos(ipr, mine)
@@ -220,7 +220,7 @@ class Kernel:
     def host_networks(self) -> list[IPv4Network | IPv6Network]:
         """Networks the host already reaches directly, which a new berth subnet must not overlap."""
         ipr = self.ipr
-        ours = {m["index"] for m in ipr.get_links() if (m.get_attr("IFLA_IFALIAS") or "").startswith(MARK_PREFIX)}
+        ours = {m["index"] for m in ipr.get_links() if (m.get_attr("IFLA_IFALIAS") or "").startswith(KERNEL_MARK_PREFIX)}
         nets: set[IPv4Network | IPv6Network] = set()
         for a in ipr.get_addr():
             if a["index"] not in ours:
