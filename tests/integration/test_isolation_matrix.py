@@ -57,7 +57,7 @@ def test_reachability_matrix(bb):
 
     def probe(item: tuple[str, str, str, str, str]) -> tuple[tuple[str, str, str, str], bool]:
         src, dst, net, ip, proto = item
-        argv = ["ping", "-c", "1", "-W", "1", ip] if proto == "icmp" else tcp(ip, 7000)
+        argv = ["ping", "-c", "1", "-W", "2", ip] if proto == "icmp" else tcp(ip, 7000)
         return (src, dst, net, proto), bb.berth("exec", src, *argv).returncode == 0
 
     with ThreadPoolExecutor(max_workers=12) as pool:
