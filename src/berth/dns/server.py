@@ -1,14 +1,25 @@
 """berthd's DNS server: one asyncio loop in one thread, listening on every user network's gateway.
 
 Containers on user-defined networks use their network's gateway address as nameserver. Names of
-containers sharing a network with the querier are answered from the table (fast path, no parsing
-library); everything else is forwarded to the upstream resolvers, from the host's network namespace
+containers sharing a network with the querier are answered from the table, by hand-built replies
+(``wire``); everything else is forwarded to the upstream resolvers from the host's network namespace
 (so a resolver on 127.0.0.53 works too), over UDP with a TCP retry for truncated answers, or over TCP
-for TCP queries. Internal networks answer container names but never forward.
+for TCP queries. At most three upstreams are tried.
 
-Why in berthd and not a process per network: one loop serves any number of networks at no per-network
-cost, and table updates are plain method calls made by the engine when it changes an endpoint, so the
-next query sees the new state. A berthd restart re-binds in milliseconds; clients retry meanwhile.
+Policy choices:
+- Internal networks answer container names but never forward: other names get REFUSED. REFUSED,
+  not SERVFAIL, because SERVFAIL means "try again" and makes some stub resolvers (musl) retry until
+  they time out; REFUSED fails at once. A container that is also on a non-internal network forwards.
+- Only containers berth serves get answers: a source address that is not a container endpoint on
+  the listener's network gets REFUSED, so a gateway address never becomes an open resolver.
+- Container-name answers have TTL 0 (aardvark-dns's choice; Docker uses 600): the table changes the
+  moment a container goes, and a cached answer would outlive it.
+
+Why one loop in berthd and not a process per network: any number of networks costs nothing extra,
+and table updates are plain method calls made by the engine, so the next query sees the new state.
+The UDP hot path drains each readable socket with non-blocking ``recvfrom`` calls and answers
+repeated questions from a cache that every table change empties, so a busy socket costs one event
+loop wake-up per burst, not per datagram.
 """
 
 from __future__ import annotations
@@ -23,204 +34,285 @@ from typing import Any, Callable
 
 from berth.dns import wire
 from berth.dns.table import NameTable
+from berth.dns.upstream import query_tcp, query_udp
 
 log = logging.getLogger("berth.dns")
 
 PORT = 53
-UPSTREAM_TIMEOUT = 2.0
-MAX_UPSTREAMS = 3
+UPSTREAM_TIMEOUT = 1.5  # per upstream: three of them still answer within glibc's 5 s client timeout
+MAX_UPSTREAMS = 3       # Docker tries at most three, like a stub resolver's MAXNS
+MAX_FORWARDS = 1024     # forwarded queries in flight; beyond that clients get SERVFAIL at once
+TCP_IDLE = 10.0         # seconds a TCP client may stay silent before it is dropped
+BURST = 64              # datagrams handled per wake-up of one socket, so one busy network cannot starve another
+CACHE_MAX = 50_000
+
+_IP_FREEBIND = 15    # bind before the gateway address exists or while IPv6 DAD still holds it tentative
+_IPV6_FREEBIND = 78
+
+
+class _Listener:
+    """The UDP socket and TCP server on one address."""
+
+    def __init__(self, udp: socket.socket, tcp: asyncio.AbstractServer) -> None:
+        self.udp, self.tcp = udp, tcp
+
+
+def _socket(address: str, port: int, kind: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, kind)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_FREEBIND, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, _IP_FREEBIND, 1)
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setblocking(False)
+        sock.bind((address, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class DnsServer:
-    def __init__(self, table: NameTable, upstreams: Callable[[], list[str]],
-                 search: Callable[[], list[str]] = list, port: int = PORT) -> None:
+    """Embedded DNS for all user networks. ``listen``/``unlisten`` are called from engine threads."""
+
+    def __init__(self, table: NameTable, upstreams: Callable[[], list[str]] = list,
+                 search: Callable[[], list[str]] = list, port: int = PORT, *,
+                 timeout: float = UPSTREAM_TIMEOUT) -> None:
         self.table = table
-        self.default_upstreams = upstreams
-        self.search = search
+        self.default_upstreams = upstreams  # the host's resolvers, asked at each forward so changes apply at once
+        self.search = search                # the host's search domains (see _expanded_local_name)
         self.port = port
+        self.timeout = timeout
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="dns", daemon=True)
-        self._listeners: dict[str, list[Any]] = {}  # per network: its UDP socket and TCP server
-        # Replies to repeated questions, minus the 2-byte id, valid for one table generation. Only
-        # single-address answers are kept, so several containers behind one alias still rotate.
-        self._cache: dict[tuple[str, bytes], bytes] = {}  # shared by the listener threads (GIL-atomic ops)
+        self._thread = threading.Thread(target=self.loop.run_forever, name="berth-dns", daemon=True)
+        self._lock = threading.Lock()  # serialises listen/unlisten from several engine threads
+        self._listeners: dict[str, dict[str, _Listener]] = {}  # network id -> address -> listener
+        self._forwards = 0
+        # Replies to repeated questions (minus the 2-byte id) for one table generation. Only answers with
+        # at most one address are kept, so several containers behind one alias still rotate.
+        self._cache: dict[tuple[str | None, str, bytes], bytes] = {}
         self._cache_generation = -1
 
+    # -- lifecycle and listeners (engine threads) -------------------------------------------------
+
     def start(self) -> None:
+        """Start the event loop thread; listeners can be added from then on."""
         self._thread.start()
 
     def stop(self) -> None:
-        for network_id in list(self._listeners):
+        """Close every listener and stop the loop thread."""
+        with self._lock:
+            networks = list(self._listeners)
+        for network_id in networks:
             self.unlisten(network_id)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self.loop.close()
 
-    # -- listeners (called from engine threads) ----------------------------------------------------
+    def _call(self, coro: Any) -> Any:
+        if not self._thread.is_alive():
+            coro.close()
+            raise RuntimeError("the DNS server is not running")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
 
     def listen(self, network_id: str, address: IPv4Address | IPv6Address) -> None:
-        """Serve ``address``:53 over UDP and TCP; returns once bound, raises OSError if it cannot bind."""
-        if network_id in self._listeners:
-            return
-        future = asyncio.run_coroutine_threadsafe(self._bind(str(address)), self.loop)
-        self._listeners[network_id] = future.result(timeout=10)
+        """Serve ``address``:53 over UDP and TCP for a network; returns once bound, raises OSError if it cannot.
 
-    async def _bind(self, address: str) -> list[Any]:
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        udp = socket.socket(family, socket.SOCK_DGRAM)
-        udp.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND: the bridge address may still be tentative
-        udp.bind((address, self.port))
-        udp.settimeout(0.5)  # lets the thread notice unlisten(); a blocked recvfrom ignores close()
-        tcp = socket.socket(family, socket.SOCK_STREAM)
-        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        tcp.setsockopt(socket.SOL_IP, 15, 1)
-        tcp.bind((address, self.port))
-        server = await asyncio.start_server(self._tcp_client, sock=tcp)
-        threading.Thread(target=self._udp_loop, args=(udp,), name=f"dns-{address}", daemon=True).start()
-        return [udp, server]
-
-    def _udp_loop(self, sock: socket.socket) -> None:
-        """The hot path, on its own thread: blocking receive, answer from the table, send.
-
-        Names berth owns never touch the event loop (its per-datagram overhead halved the rate);
-        only forwarded queries go there.
+        Idempotent; call it once per gateway address (IPv4 and IPv6 both work).
         """
-        while sock.fileno() != -1:
-            try:
-                data, addr = sock.recvfrom(4096)
-            except socket.timeout:
-                continue
-            except OSError:
+        key = str(address)
+        with self._lock:
+            if key in self._listeners.get(network_id, {}):
                 return
-            reply = self.answer_locally(data, addr[0])
-            if reply is not None:
-                try:
-                    sock.sendto(reply, addr)
-                except OSError:
-                    pass
-            else:
-                asyncio.run_coroutine_threadsafe(self._forward_udp(sock, data, addr), self.loop)
-
-    async def _forward_udp(self, sock: socket.socket, data: bytes, addr: tuple) -> None:
-        reply = await self.forward(data, addr[0], tcp=False)
-        if reply is not None:
-            try:
-                sock.sendto(reply, addr)
-            except OSError:
-                pass
+            listener = self._call(self._bind(network_id, key))
+            self._listeners.setdefault(network_id, {})[key] = listener
 
     def unlisten(self, network_id: str) -> None:
-        listeners = self._listeners.pop(network_id, [])
+        """Stop serving a network; its ports are free when this returns. A network not served is fine."""
+        with self._lock:
+            listeners = self._listeners.pop(network_id, {})
+            if listeners and self._thread.is_alive():
+                self._call(self._close(list(listeners.values())))
 
-        def close() -> None:
-            for item in listeners:
-                item.close()
+    def addresses(self) -> set[str]:
+        """Every address berth's DNS listens on (a forward to one of them would loop back)."""
+        with self._lock:
+            return {a for per_net in self._listeners.values() for a in per_net}
 
-        if listeners:
-            self.loop.call_soon_threadsafe(close)
-
-    # -- answering -------------------------------------------------------------------------------
-
-    def answer_locally(self, data: bytes, source: str) -> bytes | None:
-        """The reply for names berth owns (or a refusal); None means: forward it."""
-        if self._cache_generation != self.table.generation or len(self._cache) > 50_000:
-            self._cache.clear()
-            self._cache_generation = self.table.generation
-        key = (source, data[2:])
-        cached = self._cache.get(key)
-        if cached is not None:
-            return data[:2] + cached
-        reply = self._answer(data, source)
-        if reply is not None and struct.unpack_from("!H", reply, 6)[0] <= 1:
-            self._cache[key] = reply[2:]
-        return reply
-
-    def _answer(self, data: bytes, source: str) -> bytes | None:
+    async def _bind(self, network_id: str, address: str) -> _Listener:
+        udp = _socket(address, self.port, socket.SOCK_DGRAM)
         try:
-            q = wire.parse_question(data)
-        except wire.WireError:
-            return None if len(data) < 12 else data[:2] + b"\x81\x01" + data[4:12]  # FORMERR
-        querier = ip_address(source)
-        if q.qtype in (wire.A, wire.AAAA, wire.ANY):
-            found = self.table.lookup(querier, q.name, 6 if q.qtype == wire.AAAA else 4)
-            if found is not None:
-                return wire.answer(data, q, found)
-        elif q.qtype == wire.PTR:
-            target = wire.reverse_name(q.name)
-            if target is not None:
-                name = self.table.ptr(querier, target)
-                if name is not None:
-                    return wire.answer_ptr(data, q, name)
-        if q.qtype in (wire.A, wire.AAAA, wire.ANY) and self._expanded_local_name(querier, q.name):
-            # "web.<search domain>" while "web" is a container the querier can reach: answer at once so the
-            # resolver goes on to the bare name, whether or not an upstream is reachable (container names
-            # win over search-domain expansion)
-            return wire.error(data, q, wire.NXDOMAIN)
-        if not self.table.policy(querier)[0]:
-            return wire.error(data, q, wire.SERVFAIL)  # internal network: no way out
-        return None
-
-    def _expanded_local_name(self, querier: IPv4Address | IPv6Address, name: str) -> bool:
-        for domain in self.search():
-            suffix = "." + domain.lower().strip(".")
-            if name.endswith(suffix) and self.table.lookup(querier, name[: -len(suffix)], 4) is not None:
-                return True
-        return False
-
-    async def forward(self, data: bytes, source: str, tcp: bool) -> bytes | None:
-        _, own = self.table.policy(ip_address(source))
-        upstreams = list(own or self.default_upstreams())[:MAX_UPSTREAMS]
-        for upstream in upstreams:
+            tcp_sock = _socket(address, self.port, socket.SOCK_STREAM)
             try:
-                if not tcp:
-                    reply = await self._udp_query(upstream, data)
-                    if not wire.truncated(reply):
-                        return reply
-                return await self._tcp_query(upstream, data)
-            except (OSError, asyncio.TimeoutError) as err:
-                log.debug("upstream %s failed: %s", upstream, err)
+                tcp = await asyncio.start_server(lambda r, w: self._tcp_client(r, w, network_id), sock=tcp_sock)
+            except OSError:
+                tcp_sock.close()
+                raise
+        except OSError:
+            udp.close()
+            raise
+        self.loop.add_reader(udp.fileno(), self._on_datagram, udp, network_id)
+        return _Listener(udp, tcp)
+
+    async def _close(self, listeners: list[_Listener]) -> None:
+        for listener in listeners:
+            self.loop.remove_reader(listener.udp.fileno())
+            listener.udp.close()
+            listener.tcp.close()
+        for listener in listeners:
+            await listener.tcp.wait_closed()
+
+    # -- UDP and TCP (loop thread) ---------------------------------------------------------------
+
+    def _on_datagram(self, sock: socket.socket, via: str) -> None:
+        for _ in range(BURST):
+            try:
+                data, peer = sock.recvfrom(wire.TCP_MAX)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:  # e.g. a queued ICMP error; the socket stays usable
+                log.debug("dns: receive on %s: %s", sock.getsockname(), err)
+                return
+            reply = self.respond(data, peer[0], via)
+            if isinstance(reply, wire.Question):
+                self._spawn(self._forward_udp(sock, data, reply, peer, via))
+            elif reply:
+                try:
+                    sock.sendto(reply, peer)
+                except OSError as err:  # a full send buffer drops the reply; the client retries
+                    log.debug("dns: send to %s: %s", peer, err)
+
+    def _spawn(self, coro: Any) -> None:
+        self._forwards += 1
+        task = self.loop.create_task(coro)
+        task.add_done_callback(self._forward_done)
+
+    def _forward_done(self, task: asyncio.Task) -> None:
+        self._forwards -= 1
+        if not task.cancelled() and task.exception() is not None:
+            log.error("dns: forwarding failed", exc_info=task.exception())
+
+    async def _forward_udp(self, sock: socket.socket, data: bytes, q: wire.Question, peer: tuple, via: str) -> None:
+        reply = await self.forward(data, q, peer[0], via, tcp=False)
         try:
-            return wire.error(data, wire.parse_question(data), wire.SERVFAIL)
-        except wire.WireError:
-            return None
+            sock.sendto(wire.fit(reply, q, q.udp_limit), peer)
+        except OSError as err:
+            log.debug("dns: send to %s: %s", peer, err)
 
-    async def _udp_query(self, upstream: str, data: bytes) -> bytes:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[bytes] = loop.create_future()
-
-        class Once(asyncio.DatagramProtocol):
-            def datagram_received(self, reply: bytes, addr: tuple) -> None:
-                if reply[:2] == data[:2] and not done.done():
-                    done.set_result(reply)
-
-        transport, _ = await loop.create_datagram_endpoint(Once, remote_addr=(upstream, 53))
-        try:
-            transport.sendto(data)
-            return await asyncio.wait_for(done, UPSTREAM_TIMEOUT)
-        finally:
-            transport.close()
-
-    async def _tcp_query(self, upstream: str, data: bytes) -> bytes:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(upstream, 53), UPSTREAM_TIMEOUT)
-        try:
-            writer.write(struct.pack("!H", len(data)) + data)
-            await writer.drain()
-            size = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), UPSTREAM_TIMEOUT))[0]
-            return await asyncio.wait_for(reader.readexactly(size), UPSTREAM_TIMEOUT)
-        finally:
-            writer.close()
-
-    async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, via: str) -> None:
         source = writer.get_extra_info("peername")[0]
         try:
             while True:
-                size = struct.unpack("!H", await reader.readexactly(2))[0]
-                data = await reader.readexactly(size)
-                reply = self.answer_locally(data, source) or await self.forward(data, source, tcp=True)
-                if reply is None:
+                async with asyncio.timeout(TCP_IDLE):
+                    size = struct.unpack("!H", await reader.readexactly(2))[0]
+                    data = await reader.readexactly(size)
+                reply = self.respond(data, source, via, tcp=True)
+                if isinstance(reply, wire.Question):
+                    self._forwards += 1
+                    try:
+                        reply = await self.forward(data, reply, source, via, tcp=True)
+                    finally:
+                        self._forwards -= 1
+                if not reply:
                     break
                 writer.write(struct.pack("!H", len(reply)) + reply)
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
             pass
         finally:
             writer.close()
+
+    # -- answering -------------------------------------------------------------------------------
+
+    def respond(self, data: bytes, source: str, via: str | None, tcp: bool = False) -> bytes | wire.Question:
+        """The reply to a message from ``source`` on network ``via``: bytes (empty: stay silent), or
+        the parsed question when it must be forwarded."""
+        if self._cache_generation != self.table.generation or len(self._cache) > CACHE_MAX:
+            self._cache.clear()
+            self._cache_generation = self.table.generation
+        key = (via, source, data[2:])
+        cached = self._cache.get(key)
+        if cached is not None:
+            return data[:2] + cached
+        if len(data) < 12 or wire.is_response(data):
+            return b""
+        try:
+            q = wire.parse_question(data)
+        except wire.WireError:
+            return wire.header_error(data, wire.FORMERR)
+        if q.opcode != 0:
+            return wire.header_error(data, wire.NOTIMP)
+        if q.edns and q.edns_version != 0:
+            return wire.error(data, q, wire.BADVERS)
+        querier = ip_address(source)
+        reply, cacheable = self._local(data, q, querier, via)
+        if reply is not None:
+            reply = wire.fit(reply, q, wire.TCP_MAX if tcp else q.udp_limit)
+            if cacheable:
+                self._cache[key] = reply[2:]
+            return reply
+        policy = self.table.policy(querier, via=via)
+        if policy is None or not policy.forward:
+            return wire.error(data, q, wire.REFUSED)
+        if q.qtype in (wire.A, wire.AAAA, wire.ANY) and self._expanded_local_name(querier, q.name, via):
+            return wire.error(data, q, wire.NXDOMAIN)
+        if self._forwards >= MAX_FORWARDS:
+            return wire.error(data, q, wire.SERVFAIL)
+        return q
+
+    def _local(self, data: bytes, q: wire.Question, querier: IPv4Address | IPv6Address,
+               via: str | None) -> tuple[bytes | None, bool]:
+        """berth's own answer and whether it may be cached, or (None, False) when the name is not berth's."""
+        if q.qclass != wire.CLASS_IN:
+            return None, False
+        found = self.table.lookup(querier, q.name, q.qtype, via=via)
+        if found is not None:
+            return wire.answer(data, q, found), len(found) <= 1
+        if q.qtype == wire.PTR:
+            target = wire.reverse_name(q.name)
+            name = self.table.ptr(querier, target, via=via) if target is not None else None
+            if name is not None:
+                return wire.answer_ptr(data, q, name), True
+        return None, False
+
+    def _expanded_local_name(self, querier: IPv4Address | IPv6Address, name: str, via: str | None) -> bool:
+        """``web.<search domain>`` while ``web`` is a container the querier sees.
+
+        Answered NXDOMAIN at once, so the stub resolver goes on to the bare name whether or not an
+        upstream is reachable: container names win over search-domain expansion.
+        """
+        for domain in self.search():
+            suffix = "." + domain.lower().strip(".")
+            if name.endswith(suffix) and self.table.owns(querier, name[: -len(suffix)], via=via):
+                return True
+        return False
+
+    async def forward(self, data: bytes, q: wire.Question, source: str, via: str | None, tcp: bool) -> bytes:
+        """The upstreams' reply, in the client's id; SERVFAIL when none answers.
+
+        SERVFAIL or REFUSED from one upstream moves on to the next, as a stub resolver would.
+        """
+        policy = self.table.policy(ip_address(source), via=via)
+        own = self.addresses()
+        candidates = list(policy.upstreams if policy and policy.upstreams else self.default_upstreams())
+        upstreams = [u for u in candidates if u not in own][:MAX_UPSTREAMS]
+        fallback = None
+        for server in upstreams:
+            try:
+                reply = await (query_tcp if tcp else query_udp)(server, data, self.timeout)
+                if not tcp and wire.truncated(reply):
+                    reply = await query_tcp(server, data, self.timeout)
+            except (OSError, TimeoutError, asyncio.IncompleteReadError) as err:
+                log.debug("dns: upstream %s: %s", server, err or type(err).__name__)
+                continue
+            reply = wire.with_id(reply, q.id)
+            if wire.rcode(reply) not in (wire.SERVFAIL, wire.REFUSED):
+                return reply
+            fallback = reply
+        return fallback or wire.error(data, q, wire.SERVFAIL)
+
