@@ -1,13 +1,24 @@
 """berth's firewall: a fixed rule set that looks networks up in sets (design.md §5).
 
 berth owns two tables and nothing else: ``inet berth`` (forwarding policy and masquerade) and
-``bridge berth`` (port-to-port traffic on bridges with ICC off, which never reaches the inet hooks
-unless br_netfilter is on; matched by the host-side veth names of those bridges' endpoints, since
-``meta ibrname`` is not available on every kernel). The rules never change after start-up: a network is a few set elements
-(its bridge name, its subnets), so creating or removing one is O(1) whatever the number of networks.
+``bridge berth`` (port-to-port frames on bridges with ICC off, which never reach the inet hooks unless
+br_netfilter is on). The rules never change after start-up: a network is a few set elements (its bridge
+name, its subnets), so creating or removing one is O(1) whatever the number of networks, and
+``base_ruleset()`` can be re-applied at every start as an atomic replace of berth's own chains.
 
-Every chain has policy accept: berth only ever drops traffic that touches its own bridges, and never
-decides the fate of anybody else's packets.
+Every base chain has policy accept: berth only ever drops traffic that touches its own bridges, and
+never decides the fate of anybody else's packets.
+
+Two choices forced by the kernels and nft 1.0.6 berth runs on:
+
+* ICC off in the bridge family matches the *ports* (host-side veth names, ``icc_off_ports``) rather
+  than ``meta ibrname @bridges``: the bridge meta expressions are missing from some kernels
+  (``Operation not supported``), while ``iifname`` works everywhere. The driver adds an endpoint's port
+  when it joins an ICC-off network.
+* Deleting an element that is not there fails the whole batch, and ``destroy`` (delete-if-present)
+  only exists from nft 1.0.8 / Linux 6.3. So every delete is preceded by an ``add`` of the same
+  element in the same batch: the pair always succeeds and leaves the element absent, so the engine can
+  repeat a teardown that was interrupted half-way.
 """
 
 from __future__ import annotations
@@ -95,10 +106,10 @@ def base_ruleset() -> list[Json]:
         _rule(INET, "forward", _match(oif, "@bridges"), {"jump": {"target": "to_bridge"}}),
         # from a container: same bridge only with ICC; other bridges never (isolation); internal: no egress
         _rule(INET, "from_bridge", _match({"concat": [iif, oif]}, "@icc"), ACCEPT, comment="icc"),
+        _rule(INET, "from_bridge", _match(iif, "@internal"), DROP, comment="internal network: no egress"),
         _rule(INET, "from_bridge", _match({"ct": {"key": "status"}}, "dnat", "in"), ACCEPT,
               comment="published ports are reachable from every network"),
         _rule(INET, "from_bridge", _match(oif, "@bridges"), DROP, comment="isolation between networks"),
-        _rule(INET, "from_bridge", _match(iif, "@internal"), DROP, comment="internal network: no egress"),
         # into a container from outside: replies and published ports only
         _rule(INET, "to_bridge", _match(oif, "@internal"), DROP, comment="internal network: no ingress"),
         _rule(INET, "to_bridge", _match({"ct": {"key": "state"}}, ["established", "related"], "in"), ACCEPT),
@@ -135,8 +146,7 @@ def _elements(op: str, family: str, name: str, elems: list[Any]) -> list[Json]:
     element = {"element": {"family": family, "table": TABLE, "name": name, "elem": elems}}
     if op == "add":
         return [{"add": element}]
-    # nft 1.0.6 has no "destroy": adding first makes the delete succeed whether or not the element was there.
-    return [{"add": element}, {"delete": element}]
+    return [{"add": element}, {"delete": element}]  # delete-if-present in nft 1.0.6 (module docstring)
 
 
 def network_elements(bridge: str, subnets: Sequence[IPv4Network | IPv6Network], *, icc: bool, masquerade: bool,
