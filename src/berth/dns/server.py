@@ -32,7 +32,7 @@ import threading
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, Callable
 
-from berth.dns import wire
+from berth.dns import batch, wire
 from berth.dns.table import NameTable
 from berth.dns.upstream import query_tcp, query_udp
 
@@ -43,7 +43,7 @@ UPSTREAM_TIMEOUT = 1.5  # per upstream: three of them still answer within glibc'
 MAX_UPSTREAMS = 3       # Docker tries at most three, like a stub resolver's MAXNS
 MAX_FORWARDS = 1024     # forwarded queries in flight; beyond that clients get SERVFAIL at once
 TCP_IDLE = 10.0         # seconds a TCP client may stay silent before it is dropped
-BURST = 64              # datagrams handled per wake-up of one socket, so one busy network cannot starve another
+BURST = 256             # datagrams handled per wake-up of one socket, so one busy network cannot starve another
 CACHE_MAX = 50_000
 
 _IP_FREEBIND = 15    # bind before the gateway address exists or while IPv6 DAD still holds it tentative
@@ -91,9 +91,10 @@ class DnsServer:
         self._lock = threading.Lock()  # serialises listen/unlisten from several engine threads
         self._listeners: dict[str, dict[str, _Listener]] = {}  # network id -> address -> listener
         self._forwards = 0
+        self._batch = batch.Batch()  # used by the loop thread only
         # Replies to repeated questions (minus the 2-byte id) for one table generation. Only answers with
         # at most one address are kept, so several containers behind one alias still rotate.
-        self._cache: dict[tuple[str | None, str, bytes], bytes] = {}
+        self._cache: dict[tuple[str | None, bytes, bytes], bytes] = {}  # (network, querier, query[2:])
         self._cache_generation = -1
 
     # -- lifecycle and listeners (engine threads) -------------------------------------------------
@@ -170,22 +171,27 @@ class DnsServer:
     # -- UDP and TCP (loop thread) ---------------------------------------------------------------
 
     def _on_datagram(self, sock: socket.socket, via: str) -> None:
-        for _ in range(BURST):
-            try:
-                data, peer = sock.recvfrom(wire.TCP_MAX)
-            except (BlockingIOError, InterruptedError):
+        """Answer what is queued on a UDP socket, a batch per system call; repeated questions from the cache."""
+        fd = sock.fileno()
+        for _ in range(BURST // batch.SIZE):
+            received = self._batch.receive(fd)
+            cache = self._fresh_cache()
+            replies = []
+            for data, raw in received:
+                hit = cache.get((via, batch.host(raw), data[2:]))
+                if hit is not None:
+                    replies.append((data[:2] + hit, raw))
+                    continue
+                address = batch.peer(raw)
+                reply = self.respond(data, address[0], via)
+                if isinstance(reply, wire.Question):
+                    self._spawn(self._forward_udp(sock, data, reply, address, via))
+                elif reply:
+                    replies.append((reply, raw))
+            if replies:
+                self._batch.send(fd, replies)  # a full send buffer drops replies: clients retry
+            if len(received) < batch.SIZE:
                 return
-            except OSError as err:  # e.g. a queued ICMP error; the socket stays usable
-                log.debug("dns: receive on %s: %s", sock.getsockname(), err)
-                return
-            reply = self.respond(data, peer[0], via)
-            if isinstance(reply, wire.Question):
-                self._spawn(self._forward_udp(sock, data, reply, peer, via))
-            elif reply:
-                try:
-                    sock.sendto(reply, peer)
-                except OSError as err:  # a full send buffer drops the reply; the client retries
-                    log.debug("dns: send to %s: %s", peer, err)
 
     def _spawn(self, coro: Any) -> None:
         self._forwards += 1
@@ -232,11 +238,12 @@ class DnsServer:
     def respond(self, data: bytes, source: str, via: str | None, tcp: bool = False) -> bytes | wire.Question:
         """The reply to a message from ``source`` on network ``via``: bytes (empty: stay silent), or
         the parsed question when it must be forwarded."""
-        if self._cache_generation != self.table.generation or len(self._cache) > CACHE_MAX:
-            self._cache.clear()
-            self._cache_generation = self.table.generation
-        key = (via, source, data[2:])
-        cached = self._cache.get(key)
+        try:
+            querier = ip_address(source)
+        except ValueError:
+            return b""
+        key = (via, querier.packed, data[2:])
+        cached = self._fresh_cache().get(key)
         if cached is not None:
             return data[:2] + cached
         if len(data) < 12 or wire.is_response(data):
@@ -249,7 +256,6 @@ class DnsServer:
             return wire.header_error(data, wire.NOTIMP)
         if q.edns and q.edns_version != 0:
             return wire.error(data, q, wire.BADVERS)
-        querier = ip_address(source)
         reply, cacheable = self._local(data, q, querier, via)
         if reply is not None:
             reply = wire.fit(reply, q, wire.TCP_MAX if tcp else q.udp_limit)
@@ -264,6 +270,13 @@ class DnsServer:
         if self._forwards >= MAX_FORWARDS:
             return wire.error(data, q, wire.SERVFAIL)
         return q
+
+    def _fresh_cache(self) -> dict[tuple[str | None, bytes, bytes], bytes]:
+        """The reply cache, emptied if the table changed since it was filled (or it grew too big)."""
+        if self._cache_generation != self.table.generation or len(self._cache) > CACHE_MAX:
+            self._cache.clear()
+            self._cache_generation = self.table.generation
+        return self._cache
 
     def _local(self, data: bytes, q: wire.Question, querier: IPv4Address | IPv6Address,
                via: str | None) -> tuple[bytes | None, bool]:
