@@ -1,38 +1,16 @@
-"""Shared fixtures: throwaway hosts for tests that need root and a real kernel."""
+"""Shared fixtures. Throwaway hosts (``host``, ``bare_host``), the ``integration`` marker and the
+leftover check come from the berth.testing.plugin pytest plugin."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from berth.testing.images import busybox_rootfs_tar
 from berth.testing.sandbox import Sandbox
 
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.geteuid() == 0:
-        return
-    skip = pytest.mark.skip(reason="needs root: it builds a throwaway host with namespaces")
-    for item in items:
-        if "integration" in item.keywords:
-            item.add_marker(skip)
-
-
-@pytest.fixture
-def bare_host() -> Iterator[Sandbox]:
-    """A throwaway host (own pid/net/mount namespaces) without berthd."""
-    with Sandbox() as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def host(bare_host: Sandbox) -> Sandbox:
-    """A throwaway host with berthd running inside it."""
-    bare_host.start_berthd()
-    return bare_host
+pytest_plugins = ["berth.testing.plugin", "pytester"]
 
 
 @pytest.fixture(scope="session")
