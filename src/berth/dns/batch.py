@@ -17,6 +17,7 @@ import socket
 SIZE = 64             # datagrams per call
 MESSAGE = 4096        # a query never needs more; longer datagrams are dropped (MSG_TRUNC)
 _SOCKADDR = 28        # sizeof(struct sockaddr_in6), the larger of the two families
+_SOCKADDR_IN = 16
 _MSG_DONTWAIT = 0x40
 _MSG_TRUNC = 0x20
 
@@ -55,7 +56,7 @@ def peer(raw: bytes) -> tuple:
 
 def host(raw: bytes) -> bytes:
     """The address part of a raw ``sockaddr`` (port left out): who sent it, whatever port it used."""
-    return raw[8:24] if int.from_bytes(raw[:2], "little") == socket.AF_INET6 else raw[4:8]
+    return raw[4:8] if len(raw) == _SOCKADDR_IN else raw[8:24]
 
 
 def _address(data: bytes) -> int:
