@@ -69,3 +69,41 @@ def test_icc_off_ports_and_published_ports_are_separate_elements():
     published = rules.published_elements([rules.Published("tcp", None, 8080, "10.0.0.2", 80),
                                           rules.Published("udp", "127.0.0.1", 53, "10.0.0.3", 53)], "add")
     assert [c["add"]["element"]["name"] for c in published] == ["pub_any4", "pub_ip4"]
+
+
+def _declared_sets() -> dict[tuple[str, str], dict]:
+    return {(c["add"]["set"]["family"], c["add"]["set"]["name"]): c["add"]["set"]
+            for c in rules.base_ruleset() if "set" in c.get("add", {})}
+
+
+def test_every_element_goes_to_a_set_the_base_ruleset_declares_with_its_key_shape():
+    declared = _declared_sets()
+    cmds = rules.network_elements("berth-abc", [ip_network("10.1.0.0/24"), ip_network("fd00:1::/64")], icc=True,
+                                  masquerade=True, internal=True, op="delete")
+    cmds += rules.icc_off_elements("bveth0123456789", "delete")
+    for cmd in cmds:
+        (element,) = (body["element"] for body in cmd.values())
+        spec = declared[(element["family"], element["name"])]
+        for elem in element["elem"]:
+            if isinstance(spec["type"], list):
+                assert len(elem["concat"]) == len(spec["type"])
+            elif "interval" in spec.get("flags", []):
+                assert "prefix" in elem
+            else:
+                assert isinstance(elem, str)
+
+
+def test_a_network_without_masquerade_or_icc_adds_only_its_bridge_and_subnets():
+    cmds = rules.network_elements("b", [ip_network("10.0.0.0/24")], icc=False, masquerade=False, internal=False, op="add")
+    assert [c["add"]["element"]["name"] for c in cmds] == ["bridges", "subnets4"]
+
+
+def test_families_without_subnets_produce_no_empty_element_commands():
+    cmds = rules.network_elements("b", [ip_network("fd00::/64")], icc=True, masquerade=True, internal=False, op="add")
+    assert {c["add"]["element"]["name"] for c in cmds} == {"bridges", "icc", "masq6"}
+    assert all(c["add"]["element"]["elem"] for c in cmds)
+
+
+def test_remove_all_deletes_exactly_berths_two_tables():
+    deleted = [c["delete"]["table"] for c in rules.remove_all() if "delete" in c]
+    assert deleted == [{"family": "inet", "name": "berth"}, {"family": "bridge", "name": "berth"}]
