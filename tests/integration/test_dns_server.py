@@ -133,15 +133,22 @@ def ask(server: str, name: str, qtype: str = "A", *, source: str = CLIENT, tcp: 
     data = bytes(request.pack())
     family = socket.AF_INET6 if ":" in server else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM) as s:
-        s.settimeout(10)
         s.bind((source, 0))
         if tcp:
+            s.settimeout(10)
             s.connect((server, 53))
             s.sendall(struct.pack("!H", len(data)) + data)
             reply = read_framed(s)
         else:
-            s.sendto(data, (server, 53))
-            reply = s.recv(65535)
+            s.settimeout(2)  # a stub resolver's retransmission: UDP may drop a datagram on a loaded machine
+            for attempt in range(5):
+                s.sendto(data, (server, 53))
+                try:
+                    reply = s.recv(65535)
+                    break
+                except TimeoutError:
+                    if attempt == 4:
+                        raise
     parsed = dnslib.DNSRecord.parse(reply)
     assert parsed.header.id == request.header.id
     return parsed
