@@ -17,9 +17,9 @@ Policy choices:
 
 Why one loop in berthd and not a process per network: any number of networks costs nothing extra,
 and table updates are plain method calls made by the engine, so the next query sees the new state.
-The UDP hot path drains each readable socket with non-blocking ``recvfrom`` calls and answers
-repeated questions from a cache that every table change empties, so a busy socket costs one event
-loop wake-up per burst, not per datagram.
+The UDP hot path drains each readable socket in batches (``recvmmsg``/``sendmmsg``, see ``batch``) and
+answers repeated questions from a cache that every table change empties, so a busy socket costs one
+event loop wake-up and two system calls per burst, not per datagram.
 """
 
 from __future__ import annotations
