@@ -26,6 +26,7 @@ class Results:
     blocks: int
     smoke: bool
     levels: list[int]
+    fill_rounds: int
     times: dict[str, list[float]] = field(default_factory=dict)
     rates: dict[str, list[float]] = field(default_factory=dict)
     memory: dict[str, list[float]] = field(default_factory=dict)
@@ -102,11 +103,13 @@ def section_fill(r: Results) -> list[str]:
     first = lambda n: r.median(n.rsplit(" k=", 1)[0] + f" k={min(r.levels)}")  # noqa: E731
     lines = ["## 2. The k-th attach and detach as a network fills", "",
              "k-1 other endpoints are on the bridge (berth: running containers; floor: bare veths); each k is "
-             f"timed {r.rounds if r.rounds else 1}x per block by connecting and disconnecting one probe container.", ""]
+             f"timed {r.fill_rounds}x by connecting and disconnecting one probe container.", ""]
     lines += table(r.times, names, "ms", 1000, first, f"x k={min(r.levels)}")
-    lines += skipped_rows(r, ("floor fill", "fill"))
-    lines += ["", f"- the 1024th port (Linux bridges take at most 1023): "
-                  f"{r.notes.get('bridge port limit', r.skipped.get('bridge port limit', 'not run'))}"]
+    lines += skipped_rows(r, ("floor fill",))
+    if "fill" in r.skipped:
+        lines += ["", f"- berth's fill stopped early: {r.skipped['fill']}"]
+    limit = r.notes.get("bridge port limit", r.skipped.get("bridge port limit", "not reached"))
+    lines += ["", f"- the 1024th port (Linux bridges take at most 1023): {limit}"]
     return lines
 
 

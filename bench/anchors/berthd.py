@@ -131,38 +131,44 @@ class Berth:
 
     # -- a network filling up --------------------------------------------------------------------
 
-    def fill(self, levels: list[int], rounds: int, limit: bool) -> tuple[Samples, str | None]:
+    def fill(self, levels: list[int], rounds: int, limit: bool) -> tuple[Samples, str | None, str | None]:
         """For each k in ``levels``: start containers on a fresh network until it holds k-1 endpoints,
         then time the probe's connect (the k-th attach) and disconnect ``rounds`` times.
 
         Memory is read at each level into ``self.memory`` (k endpoints: k-1 fillers and the probe on the
-        default bridge; k containers). With ``limit``, the network is
-        then filled to the bridge's 1023 ports and the probe's connect must be refused: its message is
-        returned (or, if it was accepted, a line saying so).
+        default bridge; k containers). With ``limit``, the network is then filled to the bridge's 1023
+        ports and the probe's connect must be refused. Returns the samples, the refusal (or a line saying
+        the connect was accepted), and why the fill stopped early if berth could not start a container:
+        the levels reached so far are kept.
         """
         net = self.engine.call("POST", "/networks/create",
                                {"Name": FILL_NETWORK, "IPAM": {"Config": [{"Subnet": "10.91.0.0/16"}]}})["Id"]
         samples: Samples = {}
         started = 0
-        for k in sorted(levels):
-            while started < k - 1:
+
+        def grow(target: int) -> None:
+            nonlocal started
+            while started < target:
                 self.start(f"fill{started}", FILL_NETWORK)
                 started += 1
-            for _ in range(rounds):
-                samples.setdefault(f"berth API attach k={k}", []).append(timed(lambda: self.connect(net)))
-                samples.setdefault(f"berth API detach k={k}", []).append(timed(lambda: self.disconnect(net)))
-            memory.record(self.box, self.memory, started + 1)
-        refusal = None
-        if limit:
-            while started < BRIDGE_PORTS:
-                self.start(f"fill{started}", FILL_NETWORK)
-                started += 1
-            try:
-                self.connect(net)
-                refusal = f"accepted: the probe became endpoint {BRIDGE_PORTS + 1} of {FILL_NETWORK}"
-            except ApiError as err:
-                refusal = f"HTTP {err.status}: {err.message}"
-        return samples, refusal
+
+        try:
+            for k in sorted(levels):
+                grow(k - 1)
+                for _ in range(rounds):
+                    samples.setdefault(f"berth API attach k={k}", []).append(timed(lambda: self.connect(net)))
+                    samples.setdefault(f"berth API detach k={k}", []).append(timed(lambda: self.disconnect(net)))
+                memory.record(self.box, self.memory, started + 1)
+            if not limit:
+                return samples, None, None
+            grow(BRIDGE_PORTS)
+        except ApiError as err:
+            return samples, None, f"berth could not start container {started + 1} of the fill: {err.message}"
+        try:
+            self.connect(net)
+            return samples, f"accepted: the probe became endpoint {BRIDGE_PORTS + 1} of {FILL_NETWORK}", None
+        except ApiError as err:
+            return samples, f"refused with HTTP {err.status}: {err.message}", None
 
     def close(self) -> None:
         self.engine.close()

@@ -10,10 +10,11 @@ iperf3 runs from the host's binary inside each namespace (nsenter), so only the 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from typing import Callable
 
-from anchors import Box, Samples
+from anchors import Box, Samples, Skipped
 from anchors.berthd import Berth
 
 NETWORK = "dpnet"
@@ -35,6 +36,8 @@ for side, address in (("rawa", "10.88.0.2/24"), ("rawb", "10.88.0.3/24")):
 
 class Dataplane:
     def __init__(self, box: Box, berth: Berth) -> None:
+        if not shutil.which("iperf3"):
+            raise Skipped("iperf3 is not installed (bench/setup.sh installs it)")
         self.box = box
         self.pidfiles: list[str] = []
         for argv in RAW:
