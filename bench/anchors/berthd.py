@@ -79,7 +79,7 @@ class Berth:
         self.cli("import", str(rootfs_tar), IMAGE)
         self.engine = Engine(box.socket)
         self.memory: dict[str, list[float]] = {}
-        memory.record(box, self.memory, 0)  # idle: no container yet
+        self.record_memory()  # idle: no container yet
         self.network = self.engine.call("POST", "/networks/create",
                                         {"Name": NETWORK, "IPAM": {"Config": [{"Subnet": "10.90.0.0/16"}]}})["Id"]
         self.probe = self.start(PROBE, "bridge")
@@ -99,6 +99,13 @@ class Berth:
     def address(self, container: str, network: str) -> str:
         info = self.engine.call("GET", f"/containers/{container}/json")
         return info["NetworkSettings"]["Networks"][network]["IPAddress"]
+
+    def endpoints(self) -> int:
+        """Endpoints attached right now, over every network, as the container list reports them."""
+        return sum(len(c["NetworkSettings"]["Networks"]) for c in self.engine.call("GET", "/containers/json"))
+
+    def record_memory(self) -> None:
+        memory.record(self.box, self.memory, self.endpoints())
 
     # -- one container, one network --------------------------------------------------------------
 
@@ -135,11 +142,10 @@ class Berth:
         """For each k in ``levels``: start containers on a fresh network until it holds k-1 endpoints,
         then time the probe's connect (the k-th attach) and disconnect ``rounds`` times.
 
-        Memory is read at each level into ``self.memory`` (k endpoints: k-1 fillers and the probe on the
-        default bridge; k containers). With ``limit``, the network is then filled to the bridge's 1023
-        ports and the probe's connect must be refused. Returns the samples, the refusal (or a line saying
-        the connect was accepted), and why the fill stopped early if berth could not start a container:
-        the levels reached so far are kept.
+        Memory is read at each level into ``self.memory``. With ``limit``, the network is then filled to
+        the bridge's 1023 ports and the probe's connect must be refused. Returns the samples, the refusal
+        (or a line saying the connect was accepted), and why the fill stopped early if berth could not
+        start a container: the levels reached so far are kept.
         """
         net = self.engine.call("POST", "/networks/create",
                                {"Name": FILL_NETWORK, "IPAM": {"Config": [{"Subnet": "10.91.0.0/16"}]}})["Id"]
@@ -158,7 +164,7 @@ class Berth:
                 for _ in range(rounds):
                     samples.setdefault(f"berth API attach k={k}", []).append(timed(lambda: self.connect(net)))
                     samples.setdefault(f"berth API detach k={k}", []).append(timed(lambda: self.disconnect(net)))
-                memory.record(self.box, self.memory, started + 1)
+                self.record_memory()
             if not limit:
                 return samples, None, None
             grow(BRIDGE_PORTS)

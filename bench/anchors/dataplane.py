@@ -76,7 +76,8 @@ class Dataplane:
 
     def rounds(self, rounds: int, seconds: int) -> Samples:
         paths: dict[str, Callable[[], float]] = {
-            "raw bridge, netns to netns": lambda: self._client(["ip", "netns", "exec", "rawa"], "10.88.0.3", 5201, seconds),
+            "raw bridge, netns to netns": lambda: self._client(["ip", "netns", "exec", "rawa"], "10.88.0.3", 5201,
+                                                               seconds),
             "berth container to container": lambda: self._client(["nsenter", self.netns["dpa"]], self.server_ip, 5201,
                                                                  seconds),
             "host to container, direct": lambda: self._client([], self.server_ip, 5201, seconds),

@@ -13,7 +13,7 @@ Run inside the throwaway host, in a network namespace of its own (so berthd's ta
 from __future__ import annotations
 
 import sys
-from ipaddress import ip_address, ip_interface
+from ipaddress import ip_interface
 from pathlib import Path
 
 from anchors import Box, Samples, emit, in_box, timed
@@ -42,7 +42,8 @@ class KernelLayer:
         self.bridge = bridge
         net = ip_interface(subnet).network
         self.gateway = net.network_address + 1
-        self.k.bridge_ensure(bridge, alias="bench", mtu=1500, addresses=[ip_interface(f"{self.gateway}/{net.prefixlen}")])
+        gateway = ip_interface(f"{self.gateway}/{net.prefixlen}")
+        self.k.bridge_ensure(bridge, alias="bench", mtu=1500, addresses=[gateway])
         self.ns = work / f"{bridge}-ns"
         self.k.netns_create(self.ns)
         self.address = ip_interface(f"{net.network_address + 2}/{net.prefixlen}")

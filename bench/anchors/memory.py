@@ -46,7 +46,8 @@ def snapshot() -> dict:
         except OSError:
             continue
         ppid = _field(entry / "status", "PPid")
-        procs[int(entry.name)] = (cmdline, ppid, _field(entry / "smaps_rollup", "Pss"), _field(entry / "status", "VmRSS"))
+        pss, rss = _field(entry / "smaps_rollup", "Pss"), _field(entry / "status", "VmRSS")
+        procs[int(entry.name)] = (cmdline, ppid, pss, rss)
     children: dict[int, list[int]] = {}
     for pid, (_, ppid, _, _) in procs.items():
         children.setdefault(ppid, []).append(pid)
