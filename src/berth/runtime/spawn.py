@@ -113,7 +113,9 @@ class Runtime:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            poller = select.poll()  # not select(): berthd holds a pidfd per container, fds pass 1024
+            poller.register(fd, select.POLLIN)
+            if left <= 0 or not poller.poll(left * 1000):
                 return {"error": f"the container monitor did not report within {START_TIMEOUT:.0f}s"}
             chunk = os.read(fd, 65536)
             if not chunk:
