@@ -75,9 +75,13 @@ class KernelError(BerthError):
 class PoolExhausted(Forbidden):
     """No address or subnet is left in a pool."""
 
+    cni_code = 100  # CNI leaves 100+ to plugins: berth's code for "no address for you"
+
 
 class AddressInUse(Forbidden):
     """A requested address is already allocated."""
+
+    cni_code = 100
 
     def __init__(self, message: str = "Address already in use") -> None:
         super().__init__(message)

@@ -71,6 +71,30 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class ExternalEndpoint:
+    """An endpoint berth made in a network namespace it does not own: a CNI runtime's ``ADD``.
+
+    Kept apart from ``Container`` on purpose: berth did not create the namespace or any process in it,
+    so nothing may start, stop, remove or tear down that namespace; only the endpoint is berth's. The
+    ``attachment`` carries the endpoint as for a container (its ``container_id`` is ``CNI_CONTAINERID``,
+    its ``ifname`` is ``CNI_IFNAME``), so the drivers, IPAM and DNS treat both alike.
+    """
+
+    netns: str
+    name: str
+    cni_network: str
+    attachment: Attachment
+
+    @property
+    def container_id(self) -> str:
+        return self.attachment.container_id
+
+    @property
+    def ifname(self) -> str:
+        return self.attachment.ifname or ""
+
+
+@dataclass(frozen=True)
 class ContainerState:
     status: str = "created"  # created | running | exited | removing
     pid: int = 0

@@ -19,6 +19,7 @@ from berth.api import views
 from berth.api.http import Request, Response
 from berth.engine import Engine
 from berth.engine.containers import _signal_number
+from berth.engine.external import AddRequest
 from berth.errors import BerthError, InvalidParameter, NotFound, NotModified
 
 log = logging.getLogger("berth.api")
@@ -130,6 +131,53 @@ def swarm_leave(engine: Engine, req: Request) -> Response:
 @route("POST", "/berth/reconcile")
 def berth_reconcile(engine: Engine, req: Request) -> Response:
     return Response(200, engine.reconcile().as_dict())
+
+
+# -- berth-cni: endpoints in namespaces berth does not own ------------------------------------------
+
+def _cni_call(req: Request, fn: Callable[[dict[str, Any]], Any]) -> Response:
+    """berth-cni's calls: JSON in and out; an error carries its CNI code beside the message."""
+    body = req.json()
+    try:
+        if not isinstance(body, dict):
+            raise InvalidParameter("invalid berth-cni request: a JSON object is expected")
+        return Response(200, fn(body))
+    except BerthError as err:
+        return Response(err.status, {"message": err.message, "cniCode": err.cni_code})
+
+
+def _attachment_key(body: dict[str, Any]) -> tuple[str, str, str]:
+    return str(body.get("containerID") or ""), str(body.get("ifname") or ""), str(body.get("cniNetwork") or "")
+
+
+@route("POST", "/berth/cni/add")
+def cni_add(engine: Engine, req: Request) -> Response:
+    return _cni_call(req, lambda body: engine.external.add(AddRequest.from_json(body)))
+
+
+@route("POST", "/berth/cni/del")
+def cni_del(engine: Engine, req: Request) -> Response:
+    return _cni_call(req, lambda body: engine.external.delete(*_attachment_key(body)) or {})
+
+
+@route("POST", "/berth/cni/check")
+def cni_check(engine: Engine, req: Request) -> Response:
+    return _cni_call(req, lambda body: engine.external.check(*_attachment_key(body)) or {})
+
+
+@route("POST", "/berth/cni/gc")
+def cni_gc(engine: Engine, req: Request) -> Response:
+    def gc(body: dict[str, Any]) -> dict[str, Any]:
+        valid = [(str(v.get("containerID") or ""), str(v.get("ifname") or ""))
+                 for v in body.get("validAttachments") or [] if isinstance(v, dict)]
+        return {"Released": engine.external.gc(str(body.get("cniNetwork") or ""), valid)}
+
+    return _cni_call(req, gc)
+
+
+@route("GET", "/berth/cni/status")
+def cni_status(engine: Engine, req: Request) -> Response:
+    return Response(200, {})
 
 
 # -- networks -----------------------------------------------------------------------------------

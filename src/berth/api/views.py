@@ -17,13 +17,9 @@ def network_json(engine: Engine, net: Network) -> dict[str, Any]:
         if not a.active:
             continue
         c = engine.ctx.store.container(a.container_id)
-        containers[a.container_id] = {
-            "Name": c.name if c else "",
-            "EndpointID": a.endpoint_id,
-            "MacAddress": a.mac or "",
-            "IPv4Address": str(a.ipv4) if a.ipv4 else "",
-            "IPv6Address": str(a.ipv6) if a.ipv6 else "",
-        }
+        containers[a.container_id] = _network_endpoint(c.name if c else "", a)
+    for ep in engine.external.all(net.id):  # berth-cni endpoints: listed like containers, keyed by CNI id
+        containers[ep.container_id] = _network_endpoint(ep.name, ep.attachment)
     if net.driver in ("host", "null"):
         for c in engine.ctx.store.containers():
             if c.state.running and c.network_mode == net.name:
@@ -45,6 +41,16 @@ def network_json(engine: Engine, net: Network) -> dict[str, Any]:
         "Containers": containers,
         "Options": net.options,
         "Labels": net.labels,
+    }
+
+
+def _network_endpoint(name: str, a: Attachment) -> dict[str, Any]:
+    return {
+        "Name": name,
+        "EndpointID": a.endpoint_id,
+        "MacAddress": a.mac or "",
+        "IPv4Address": str(a.ipv4) if a.ipv4 else "",
+        "IPv6Address": str(a.ipv6) if a.ipv6 else "",
     }
 
 

@@ -10,6 +10,7 @@ from berth.config import Paths
 from berth.drivers.bridge import BridgeDriver
 from berth.engine.containers import Containers
 from berth.engine.context import EngineContext
+from berth.engine.external import ExternalEndpoints
 from berth.engine.networks import Networks
 from berth.engine.reconcile import Report, reconcile
 from berth.engine.watcher import ExitWatcher
@@ -46,6 +47,7 @@ class Engine:
         )
         self.networks = Networks(self.ctx)
         self.containers = Containers(self.ctx, self.networks)
+        self.external = ExternalEndpoints(self.ctx, self.networks)
         self.watcher = ExitWatcher(self.containers.on_exit, runtime.pidfd)
         self.containers.watch = self.watcher.watch
 
@@ -65,12 +67,12 @@ class Engine:
         with self.ctx.lock:
             self.networks.ensure_builtins()
         self.watcher.start()
-        report = reconcile(self.networks, self.containers)
+        report = reconcile(self.networks, self.containers, self.external)
         log.info("reconciled: %s", {k: v for k, v in report.as_dict().items() if v})
         return report
 
     def reconcile(self) -> Report:
-        return reconcile(self.networks, self.containers)
+        return reconcile(self.networks, self.containers, self.external)
 
     def close(self) -> None:
         self.watcher.stop()

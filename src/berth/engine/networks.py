@@ -167,7 +167,9 @@ class Networks:
     # -- remove ---------------------------------------------------------------------------------
 
     def in_use(self, net: Network) -> bool:
-        return any(a.active for a in self.ctx.store.attachments(network_id=net.id))
+        """Any endpoint on it: a container's, or one berth-cni made in a namespace berth does not own."""
+        return any(a.active for a in self.ctx.store.attachments(network_id=net.id)) or bool(
+            self.ctx.store.externals(net.id))
 
     def remove(self, ref: str) -> Network:
         with self.ctx.lock:

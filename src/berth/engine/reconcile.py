@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from berth import config
 from berth.engine.containers import Containers, mode_kind
+from berth.engine.external import ExternalEndpoints
 from berth.engine.networks import Networks
 from berth.engine.ports import from_records
 from berth.firewall import rules
@@ -33,13 +34,14 @@ class Report:
     adopted_containers: list[str] = field(default_factory=list)
     removed_links: list[str] = field(default_factory=list)
     removed_netns: list[str] = field(default_factory=list)
+    released_external: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, list[str]]:
         return dict(self.__dict__)
 
 
-def reconcile(networks: Networks, containers: Containers) -> Report:
+def reconcile(networks: Networks, containers: Containers, external: ExternalEndpoints | None = None) -> Report:
     ctx = networks.ctx
     report = Report()
     with ctx.lock:
@@ -53,6 +55,8 @@ def reconcile(networks: Networks, containers: Containers) -> Report:
             except Exception as err:  # noqa: BLE001 - report and go on with the others
                 report.errors.append(f"restoring network {net.name}: {err}")
         _reconcile_containers(containers, report)
+        if external is not None:  # endpoints in namespaces berth does not own: released, namespaces untouched
+            report.released_external.extend(external.reconcile(report.errors))
         _remove_unclaimed_links(networks, containers, report)
         _remove_unclaimed_netns(containers, report)
     for line in report.errors:
@@ -115,6 +119,7 @@ def _remove_unclaimed_links(networks: Networks, containers: Containers, report: 
     ctx = networks.ctx
     bridges = {net.id: net.bridge for net in networks.all()}
     endpoints = {a.endpoint_id for a in ctx.store.attachments() if a.active}
+    endpoints |= {ep.attachment.endpoint_id for ep, _ in ctx.store.externals()}
     for link in ctx.kernel.links(config.KERNEL_MARK_PREFIX):
         parts = (link.alias or "").split(":")
         if len(parts) == 2:

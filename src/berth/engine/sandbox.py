@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from ipaddress import IPv4Interface, IPv6Interface
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from berth import config
 from berth.drivers.base import EndpointSpec
@@ -45,24 +45,31 @@ class Sandboxes:
             ifname=a.ifname or "", mac=a.mac or "", addresses=addresses, gateway4=None, gateway6=None,
         )
 
-    def plug(self, netns: Path, a: Attachment, active: Sequence[Attachment], undo: Undo) -> Attachment:
-        """Give the container an endpoint on ``a``'s network; every step's inverse goes on ``undo``."""
+    def plug(self, netns: Path, a: Attachment, active: Sequence[Attachment], undo: Undo,
+             record: Callable[[Attachment, str], None] | None = None) -> Attachment:
+        """Give the container an endpoint on ``a``'s network; every step's inverse goes on ``undo``.
+
+        ``a.ifname`` and ``a.mac``, when set, are the interface name and MAC the caller requires (a CNI
+        runtime names the interface); otherwise the next free ``eth<i>`` and the address-derived MAC.
+        ``record`` stores the pending endpoint before any kernel step (default: the container's
+        attachment row) so that a crash in between is found by reconciliation.
+        """
         net = self.network(a.network_id)
         book = self.ctx.addresses[net.id]
         v4, v6 = book.allocate(a.ipv4_request, a.ipv6_request)
         undo.push(f"addresses on {net.name}", book.release, v4, v6)
         used = {x.ifname for x in active}
-        ifname = next(f"eth{i}" for i in range(len(active) + 1) if f"eth{i}" not in used)
+        ifname = a.ifname or next(f"eth{i}" for i in range(len(active) + 1) if f"eth{i}" not in used)
         endpoint_id = new_id()
         gw4 = book.gateway(4) if v4 is not None else None
         gw6 = book.gateway(6) if v6 is not None else None
         ep = replace(
             a, endpoint_id=endpoint_id, ifname=ifname,
             host_ifname=config.HOST_VETH_PREFIX + endpoint_id[:10],
-            ipv4=v4, ipv6=v6, mac=mac_for(v4.ip) if v4 is not None else random_mac(),
+            ipv4=v4, ipv6=v6, mac=a.mac or (mac_for(v4.ip) if v4 is not None else random_mac()),
             gateway4=gw4, gateway6=gw6,  # type: ignore[arg-type]
         )
-        self.ctx.store.set_endpoint(ep, state="pending")
+        (record or self.ctx.store.set_endpoint)(ep, "pending")
         fault("endpoint-reserved")
         old_owner = self.route_owner(active)
         new_owner = self.route_owner([*active, ep])
@@ -99,6 +106,11 @@ class Sandboxes:
         book = self.ctx.addresses.get(net.id)
         if book is not None:
             book.release(ep.ipv4, ep.ipv6)
+
+    def check(self, netns: Path, ep: Attachment) -> list[str]:
+        """The driver's findings about an endpoint that should be in place (empty when healthy)."""
+        net = self.network(ep.network_id)
+        return self.ctx.drivers[net.driver].check(self._spec(net, netns, ep))
 
     def forget(self, netns: Path, ep: Attachment) -> None:
         """An endpoint whose links died with its namespace: drop its driver state, free its addresses."""
@@ -154,12 +166,16 @@ class Sandboxes:
 
     def register_name(self, c: Container, ep: Attachment) -> None:
         """Make the container resolvable by its names on ``ep``'s network (user networks only)."""
+        self.register_names(ep, [c.name, c.config.get("Hostname") or ""], c.host_config.get("Dns") or ())
+
+    def register_names(self, ep: Attachment, names: Sequence[str], dns_servers: Sequence[str] = ()) -> None:
+        """Make ``names`` and the endpoint's aliases resolve to its addresses on its network (user networks)."""
         net = self.network(ep.network_id)
         if self.ctx.dns is None or net.builtin:
             return
-        names = [c.name, c.config.get("Hostname") or "", *ep.aliases]
-        self.ctx.dns.table.set_endpoint(net.id, net.name, c.id, names, ep.ipv4.ip if ep.ipv4 else None,
-                                        ep.ipv6.ip if ep.ipv6 else None, c.host_config.get("Dns") or ())
+        self.ctx.dns.table.set_endpoint(net.id, net.name, ep.container_id, [*names, *ep.aliases],
+                                        ep.ipv4.ip if ep.ipv4 else None, ep.ipv6.ip if ep.ipv6 else None,
+                                        dns_servers)
 
     def unregister_name(self, ep: Attachment) -> None:
         if self.ctx.dns is not None:

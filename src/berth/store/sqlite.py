@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from berth.errors import BerthError
-from berth.model import Attachment, Container, ContainerState, Network
+from berth.model import Attachment, Container, ContainerState, ExternalEndpoint, Network
 
 SCHEMA_VERSION = 1
 
@@ -70,6 +70,26 @@ CREATE TABLE IF NOT EXISTS attachments (
     PRIMARY KEY (container_id, network_id)
 );
 CREATE INDEX IF NOT EXISTS attachments_by_network ON attachments(network_id);
+CREATE TABLE IF NOT EXISTS external_endpoints (
+    container_id TEXT NOT NULL,
+    network_id TEXT NOT NULL REFERENCES networks(id),
+    cni_network TEXT NOT NULL,
+    netns TEXT NOT NULL,
+    name TEXT NOT NULL,
+    aliases TEXT NOT NULL,
+    ipv4_request TEXT NOT NULL,
+    ipv6_request TEXT NOT NULL,
+    endpoint_id TEXT UNIQUE,
+    ifname TEXT NOT NULL,
+    host_ifname TEXT UNIQUE,
+    ipv4 TEXT,
+    ipv6 TEXT,
+    mac TEXT,
+    gateway4 TEXT,
+    gateway6 TEXT,
+    state TEXT NOT NULL,
+    PRIMARY KEY (container_id, ifname)
+);
 """
 
 
@@ -240,6 +260,33 @@ class Store:
         rows = self._exec("SELECT * FROM attachments").fetchall()
         return [(_attachment(r), r[14]) for r in rows]
 
+    # -- endpoints in namespaces berth does not own (CNI) ----------------------------------------
+
+    def add_external(self, ep: ExternalEndpoint, state: str = "pending") -> None:
+        a = ep.attachment
+        self._exec(
+            "INSERT INTO external_endpoints VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (a.container_id, a.network_id, ep.cni_network, ep.netns, ep.name, json.dumps(list(a.aliases)),
+             a.ipv4_request, a.ipv6_request, *_endpoint_fields(a), state),
+        )
+
+    def set_external(self, a: Attachment, state: str) -> None:
+        """Record the endpoint half of an external endpoint (``ifname`` is its key and never changes)."""
+        self._exec(
+            "UPDATE external_endpoints SET endpoint_id=?, ifname=?, host_ifname=?, ipv4=?, ipv6=?, mac=?,"
+            " gateway4=?, gateway6=?, state=? WHERE container_id=? AND ifname=?",
+            (*_endpoint_fields(a), state, a.container_id, a.ifname),
+        )
+
+    def remove_external(self, container_id: str, ifname: str) -> None:
+        self._exec("DELETE FROM external_endpoints WHERE container_id=? AND ifname=?", (container_id, ifname))
+
+    def externals(self, network_id: str | None = None) -> list[tuple[ExternalEndpoint, str]]:
+        """External endpoints with their record state, all or those of one network."""
+        sql = "SELECT * FROM external_endpoints" + (" WHERE network_id=?" if network_id else "")
+        rows = self._exec(sql, (network_id,) if network_id else ()).fetchall()
+        return [(_external(r), r[16]) for r in rows]
+
 
 def _endpoint_fields(a: Attachment) -> tuple[Any, ...]:
     return (
@@ -271,6 +318,16 @@ def _attachment(r: tuple[Any, ...]) -> Attachment:
         ipv4=ip_interface(r[9]) if r[9] else None, ipv6=ip_interface(r[10]) if r[10] else None, mac=r[11],
         gateway4=ip_address(r[12]) if r[12] else None, gateway6=ip_address(r[13]) if r[13] else None,
     )
+
+
+def _external(r: tuple[Any, ...]) -> ExternalEndpoint:
+    a = Attachment(
+        container_id=r[0], network_id=r[1], seq=0, aliases=tuple(json.loads(r[5])), ipv4_request=r[6],
+        ipv6_request=r[7], endpoint_id=r[8], ifname=r[9], host_ifname=r[10],
+        ipv4=ip_interface(r[11]) if r[11] else None, ipv6=ip_interface(r[12]) if r[12] else None, mac=r[13],
+        gateway4=ip_address(r[14]) if r[14] else None, gateway6=ip_address(r[15]) if r[15] else None,
+    )
+    return ExternalEndpoint(netns=r[3], name=r[4], cni_network=r[2], attachment=a)
 
 
 def cleared(a: Attachment) -> Attachment:
