@@ -225,6 +225,9 @@ class Handler(BaseHTTPRequestHandler):
 class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 refuses the sixth of many clients connecting at once (EAGAIN on
+    # a unix socket, which docker and docker-py report as a failure); the kernel caps this at somaxconn.
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, path: str, router: Callable[[Request], Response]) -> None:
         self.router = router
