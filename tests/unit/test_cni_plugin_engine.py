@@ -172,3 +172,10 @@ def test_reconcile_finishes_an_interrupted_add(engine, monkeypatch):
     assert report.released_external == ["cni-ctr-a (cninet/eth0)"]
     assert "eth0" not in engine.ctx.kernel.namespaces[NS_A] and engine.ctx.kernel.netns_exists(NS_A)
     assert not [l for l in engine.ctx.kernel.host.values() if l.kind == "veth"]
+
+
+def test_dual_stack_network_on_first_use(engine):
+    result = engine.external.add(req(ipv6Subnet="fd00:30::/64", gateway="10.30.0.254", ipRange="10.30.0.128/25"))
+    assert engine.networks.resolve("cninet").enable_ipv6
+    assert [ip["address"] for ip in result["ips"]] == ["10.30.0.128/24", "fd00:30::2/64"]
+    assert result["routes"] == [{"dst": "0.0.0.0/0", "gw": "10.30.0.254"}, {"dst": "::/0", "gw": "fd00:30::1"}]
