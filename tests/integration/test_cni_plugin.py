@@ -223,8 +223,25 @@ def test_endpoint_survives_a_berthd_restart_and_reconcile_releases_a_vanished_na
     ok(in_ns(host, "a", "ping", "-c1", "-W2", "10.30.0.3"))
     assert len(inspect(host, "network", "inspect", "cninet")[0]["Containers"]) == 2
     ok(host.run(["ip", "netns", "del", "b"]))
-    ok(host.berth("system", "reconcile"))
+    assert "released CNI endpoint: cni-ctr-b (cninet/eth0)" in ok(host.berth("system", "reconcile"))
     assert list(inspect(host, "network", "inspect", "cninet")[0]["Containers"]) == ["ctr-a"]
     (ns_c,) = netns(host, "c")
     assert rt.add("ctr-c", ns_c)["ips"][0]["address"] == "10.30.0.3/24"  # the released address is free again
     assert "eth0" in ok(in_ns(host, "a", "ip", "-o", "link"))
+
+
+def test_a_berthd_crash_during_add_is_repaired_at_the_next_start(host, monkeypatch):
+    ns_a, ns_b = netns(host, "a", "b")
+    rt = Runtime(host, berth_only(subnet="10.30.0.0/24"))
+    rt.add("ctr-a", ns_a)
+    host.stop_berthd()
+    monkeypatch.setenv("BERTH_FAULT", "external-plugged:crash")  # berthd dies after the kernel work
+    host.start_berthd()
+    crashed = error(rt.exec(rt.conflist["plugins"][0], "ADD", "ctr-b", ns_b))
+    assert crashed["code"] == 11  # the runtime is told to try again
+    monkeypatch.delenv("BERTH_FAULT")
+    host.stop_berthd()  # reaps the crashed berthd
+    host.start_berthd()  # reconciliation at start: the half-made endpoint goes, the namespace stays
+    assert "eth0" not in ok(in_ns(host, "b", "ip", "-o", "link"))
+    assert list(inspect(host, "network", "inspect", "cninet")[0]["Containers"]) == ["ctr-a"]
+    assert rt.add("ctr-b", ns_b)["ips"][0]["address"] == "10.30.0.3/24"

@@ -57,6 +57,7 @@ def cmd_reconcile(ctx: "Context", args: argparse.Namespace) -> int:
         "removed_networks": "removed interrupted network", "exited_containers": "container found exited",
         "adopted_containers": "running container kept", "removed_links": "removed stale link",
         "removed_netns": "removed stale network namespace", "restored_networks": "network checked",
+        "released_external": "released CNI endpoint",
     }
     for key, label in labels.items():
         for name in report.get(key) or []:
