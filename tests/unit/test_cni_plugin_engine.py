@@ -67,6 +67,8 @@ def test_existing_network_without_subnet_and_missing_network(engine):
         engine.external.add(req("ctr-c", NS_B, network="nowhere", subnet="", ifname="eth1"))
     with pytest.raises(InvalidParameter, match="bridge networks only"):
         engine.external.add(req("ctr-c", NS_B, network="host", ifname="eth1"))
+    with pytest.raises(InvalidParameter, match="network cninet exists with subnets 10.30.0.0/24, not 10.99.0.0/24"):
+        engine.external.add(req("ctr-c", NS_B, subnet="10.99.0.0/24", ifname="eth1"))
 
 
 def test_static_address_mac_and_conflicts(engine):

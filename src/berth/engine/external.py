@@ -10,10 +10,9 @@ and releases the address (DEL, GC, reconciliation) but never deletes the namespa
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
-from ipaddress import ip_interface
+from ipaddress import ip_interface, ip_network
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -23,8 +22,6 @@ from berth.engine.sandbox import Sandboxes
 from berth.engine.txn import Undo, fault
 from berth.errors import BerthError, Conflict, Forbidden, InvalidParameter, NotFound
 from berth.model import Attachment, ExternalEndpoint, Network
-
-log = logging.getLogger("berth.external")
 
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
@@ -150,11 +147,12 @@ class ExternalEndpoints:
                 undo.push("external endpoint record", self.ctx.store.remove_external, a.container_id, a.ifname)
                 fault("external-reserved")
                 neighbours = self._neighbours(req.netns)
-                ep = self.sandboxes.plug(Path(req.netns), a, neighbours, undo, record=self.ctx.store.set_external)
+                plugged = self.sandboxes.plug(Path(req.netns), a, neighbours, undo, record=self.ctx.store.set_external)
                 fault("external-plugged")
-                self.ctx.store.set_external(ep, "active")
-            self.sandboxes.register_names(ep, [req.name])
-            return self.result(net, req.netns, ep, owns_route=self.sandboxes.route_owner([*neighbours, ep]) is ep)
+                self.ctx.store.set_external(plugged, "active")
+            self.sandboxes.register_names(plugged, [req.name])
+            owns_route = self.sandboxes.route_owner([*neighbours, plugged]) is plugged
+            return self.result(net, req.netns, plugged, owns_route=owns_route)
 
     def _network(self, req: AddRequest, undo: Undo) -> Network:
         """The named berth network; created on first use when the config gives its subnet."""
@@ -168,6 +166,15 @@ class ExternalEndpoints:
             return net
         if net.driver != "bridge":
             raise InvalidParameter(f"berth-cni attaches to bridge networks only; network {net.name} has driver {net.driver}")
+        subnets = self.networks.subnets(net)
+        for wanted in (req.subnet, req.ipv6_subnet):
+            try:
+                known = not wanted or ip_network(wanted, strict=False) in subnets
+            except ValueError:
+                raise InvalidParameter(f"invalid subnet {wanted}") from None
+            if not known:  # the config and the network disagree: its addresses would surprise the runtime
+                listed = ", ".join(str(s) for s in subnets)
+                raise InvalidParameter(f"network {net.name} exists with subnets {listed}, not {wanted}")
         return net
 
     @staticmethod
