@@ -84,7 +84,13 @@ def _finish_interrupted_networks(networks: Networks, report: Report) -> None:
 
 def _reconcile_containers(containers: Containers, report: Report) -> None:
     ctx = containers.ctx
+    published: list[rules.Published] = []
     for c in ctx.store.containers():
+        if not c.state.running and (left := ctx.runtime.leftover(c.id)) is not None:
+            # spawned by a berthd that died before recording it running: nothing may keep it alive
+            containers._kill_quietly(left.pid)
+            containers._kill_quietly(left.monitor_pid)
+            report.exited_containers.append(c.name)
         alive = c.state.running and ctx.runtime.monitor_alive(c.id, c.state.monitor_pid)
         kind = mode_kind(containers.mode_network(c))
         netns_ok = kind not in ("network", "none") or ctx.kernel.netns_exists(containers.netns_path(c))
@@ -104,8 +110,7 @@ def _reconcile_containers(containers: Containers, report: Report) -> None:
             else:
                 ctx.store.set_endpoint(cleared(a), state="active")
         if c.state.running and alive and netns_ok:
-            if c.state.ports:  # idempotent: restores them if berth's table was lost while containers ran
-                ctx.kernel.nft(rules.published_elements(from_records(c.state.ports), "add"))
+            published += from_records(c.state.ports)
             containers.watch(c.id, c.state.monitor_pid)
             report.adopted_containers.append(c.name)
         elif c.state.running:
@@ -113,6 +118,9 @@ def _reconcile_containers(containers: Containers, report: Report) -> None:
                 containers._kill_quietly(c.state.pid)  # its network is gone (reboot-like loss): it cannot be kept
             containers.on_exit(c.id)
             report.exited_containers.append(c.name)
+    # Exactly the running containers' ports: restored if berth's table was lost while they ran, and
+    # dropped if a crash left those of a container that never started.
+    ctx.kernel.nft(rules.published_replace(published))
 
 
 def _remove_unclaimed_links(networks: Networks, containers: Containers, report: Report) -> None:

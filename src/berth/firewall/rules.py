@@ -208,6 +208,12 @@ def published_elements(ports: Sequence[Published], op: Literal["add", "delete"])
     return _elements(op, INET, "pub_any4", any_ip) + _elements(op, INET, "pub_ip4", one_ip)
 
 
+def published_replace(ports: Sequence[Published]) -> list[Json]:
+    """Both published-port maps emptied and refilled with exactly ``ports``, in one atomic batch."""
+    flush = [{"flush": {"map": {"family": INET, "table": TABLE, "name": name}}} for name in ("pub_any4", "pub_ip4")]
+    return flush + published_elements(ports, "add")
+
+
 def remove_all() -> list[Json]:
     """Delete berth's tables (idempotent: each is added first, so the delete cannot miss)."""
     cmds: list[Json] = []

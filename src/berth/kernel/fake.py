@@ -242,6 +242,11 @@ class FakeKernel:
                     sets = {k: v for k, v in sets.items() if not k[0].startswith(key)}
             elif kind == "set" and verb == "add":
                 sets.setdefault((f"{spec['family']} {spec['table']}", spec["name"]), set())
+            elif kind in ("set", "map") and verb == "flush":
+                key = (f"{spec['family']} {spec['table']}", spec["name"])
+                if key not in sets:
+                    raise KernelError("nftables refused berth's change: No such file or directory")
+                sets[key] = set()
             elif kind == "element":
                 key = (f"{spec['family']} {spec['table']}", spec["name"])
                 if key not in sets:

@@ -227,6 +227,20 @@ class Runtime:
             return False
         return MONITOR_MODULE.encode() in args and container_id.encode() in args
 
+    def leftover(self, container_id: str) -> Started | None:
+        """A live monitor of ``container_id`` that no record claims, found by the pid files it wrote.
+
+        A berthd killed between spawning a container and recording it running leaves such a monitor
+        (with its container held before exec); reconciliation stops it.
+        """
+        run_dir = self.paths.container_run_dir(container_id)
+        try:
+            monitor_pid = int((run_dir / "monitor.pid").read_text())
+            pid = int((run_dir / "pid").read_text())
+        except (OSError, ValueError):
+            return None
+        return Started(pid=pid, monitor_pid=monitor_pid) if self.monitor_alive(container_id, monitor_pid) else None
+
     def pidfd(self, monitor_pid: int) -> int:
         return os.pidfd_open(monitor_pid)
 
