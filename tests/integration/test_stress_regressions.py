@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from tests.helpers import inspect, ok, poll
+from tests.helpers import fails, inspect, ok, poll
 
 pytestmark = pytest.mark.integration
 
@@ -54,3 +54,27 @@ def test_a_crash_after_publishing_leaves_no_published_port(bb, monkeypatch):
     _crash_at(bb, "start-published", monkeypatch, "-p", "18080:80")
     assert "18080" not in ok(bb.run(["nft", "list", "map", "inet", "berth", "pub_any4"]))
     ok(bb.berth("run", "-d", "--name", "other", "-p", "18080:80", "bb", "sleep", "600"))  # the port is free
+
+
+def test_a_full_disk_fails_commands_clearly_and_an_exit_is_recorded_once_space_is_back(bb, busybox_tar):
+    from stress import disk
+    from stress.report import Report
+    from stress.stage import PROFILES, Stage
+
+    disk._move_root_to_tmpfs(Stage(bb, PROFILES["quick"], Report(), busybox_tar))
+    ok(bb.berth("run", "-d", "--name", "a", "bb", "sleep", "600"))
+    bb.run(["sh", "-c", f"dd if=/dev/zero of={bb.root}/filler bs=1M; dd if=/dev/zero of={bb.root}/f2 bs=4k; true"])
+    fails(bb.berth("import", str(busybox_tar), "other"), "cannot write the image store")
+    assert bb.berth("stop", "-t", "1", "a").returncode != 0  # the exit cannot be recorded yet
+    ok(bb.run(["rm", f"{bb.root}/filler", f"{bb.root}/f2"]))
+    poll(lambda: inspect(bb, "inspect", "a")[0]["State"]["Status"] == "exited", timeout=15)
+
+
+def test_berthd_on_a_read_only_state_directory_refuses_in_one_line(bare_host):
+    bare_host.root.mkdir()
+    ok(bare_host.run(["sh", "-c", f"mount --bind {bare_host.root} {bare_host.root} && "
+                                  f"mount -o remount,bind,ro {bare_host.root}"]))
+    with pytest.raises(RuntimeError) as err:
+        bare_host.start_berthd()
+    assert "Traceback" not in str(err.value)
+    assert bare_host.log.read_text().strip() == f"berthd: cannot use {bare_host.root}: Read-only file system"

@@ -46,8 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     paths = Paths.from_env(args.root, args.run_root)
     for d in (paths.root, paths.run):
-        d.mkdir(parents=True, exist_ok=True)
-        os.chmod(d, 0o700)
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            os.chmod(d, 0o700)
+        except OSError as err:  # a read-only or full filesystem: one clear line, before anything changes
+            print(f"berthd: cannot use {d}: {err.strerror or err}", file=sys.stderr)
+            return 1
     running = _already_running(paths)
     if running and running != os.getpid():
         print(f"berthd: already running (pid {running})", file=sys.stderr)

@@ -14,6 +14,7 @@ import threading
 from typing import Callable
 
 log = logging.getLogger("berth.watcher")
+RETRY_MAX = 5.0  # seconds between attempts to record an exit that could not be recorded
 
 
 class ExitWatcher:
@@ -55,10 +56,19 @@ class ExitWatcher:
                     os.waitpid(pid, os.WNOHANG)  # reap a monitor we started; an adopted one is not ours to reap
                 except ChildProcessError:
                     pass
-                try:
-                    self._on_exit(container_id)
-                except Exception:  # noqa: BLE001 - one failed teardown must not stop watching the others
-                    log.exception("handling the exit of container %s failed", container_id)
+                self._report(container_id, 0)
+
+    def _report(self, container_id: str, attempt: int) -> None:
+        """Hand an exit to the engine; if recording it fails (a full disk), try again until it is recorded,
+        so the container does not stay "running" with nothing left of it."""
+        try:
+            self._on_exit(container_id)
+        except Exception:  # noqa: BLE001 - one failed teardown must not stop watching the others
+            log.exception("handling the exit of container %s failed (attempt %d)", container_id, attempt + 1)
+            if not self._stopping:
+                retry = threading.Timer(min(0.25 * 2 ** attempt, RETRY_MAX), self._report, (container_id, attempt + 1))
+                retry.daemon = True
+                retry.start()
 
     def stop(self) -> None:
         self._stopping = True

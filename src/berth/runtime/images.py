@@ -18,12 +18,13 @@ import tarfile
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
-from berth.errors import Conflict, InvalidParameter, NotFound
+from berth.errors import Conflict, InvalidParameter, KernelError, NotFound
 from berth.runtime.rootfs import LayerWriter, tree_size
 
 CONFIG_KEYS = ("Cmd", "Entrypoint", "Env", "WorkingDir")
@@ -169,9 +170,22 @@ class ImageStore:
         self._images[image_id] = image
         return image
 
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A full disk or a read-only store as one clear line, not an internal error (the partial image
+        is already gone: every writer removes its temporary directory on the way out)."""
+        try:
+            yield
+        except OSError as err:
+            raise KernelError(f"cannot write the image store {self.directory}: {err.strerror or err}") from None
+
     def import_tar(self, stream: BinaryIO, reference: str | None) -> Image:
         """A flat rootfs tarball (plain or compressed), like ``docker import``; no reference = untagged."""
         tag = normalize_reference(reference) if reference else None
+        with self._writing():
+            return self._import_tar(stream, tag)
+
+    def _import_tar(self, stream: BinaryIO, tag: str | None) -> Image:
         tmp = self._new_tmp()
         try:
             reader = _HashingReader(stream)
@@ -196,6 +210,10 @@ class ImageStore:
 
     def load(self, stream: BinaryIO) -> list[Image]:
         """A ``docker save`` archive: every image of its manifest, layers applied in order, with tags."""
+        with self._writing():
+            return self._load(stream)
+
+    def _load(self, stream: BinaryIO) -> list[Image]:
         with tempfile.TemporaryFile(dir=self.directory) as spool:
             shutil.copyfileobj(stream, spool, 1 << 20)  # layers need random access; the body is a stream
             spool.seek(0)
