@@ -78,3 +78,16 @@ def test_berthd_on_a_read_only_state_directory_refuses_in_one_line(bare_host):
         bare_host.start_berthd()
     assert "Traceback" not in str(err.value)
     assert bare_host.log.read_text().strip() == f"berthd: cannot use {bare_host.root}: Read-only file system"
+
+
+def test_bodies_of_the_wrong_shape_are_a_400_not_an_internal_error(host):
+    from stress.api import Api
+
+    api = Api(str(host.socket))
+    try:
+        for path, body in (("/networks/bridge/connect", []), ("/networks/bridge/disconnect", "x"),
+                           ("/containers/create", {"Image": "bb", "NetworkingConfig": [0]})):
+            reply = api.call("POST", path, body)
+            assert reply.status == 400 and reply.message.startswith("json: cannot unmarshal "), (path, reply)
+    finally:
+        api.close()

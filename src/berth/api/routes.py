@@ -15,7 +15,7 @@ import threading
 from typing import Any, BinaryIO, Callable, Iterator
 
 from berth import API_VERSION, MIN_API_VERSION, __version__
-from berth.api import views
+from berth.api import shapes, views
 from berth.api.http import Request, Response
 from berth.engine import Engine
 from berth.engine.containers import _signal_number
@@ -202,7 +202,7 @@ def network_create(engine: Engine, req: Request) -> Response:
     body = req.json()
     if not isinstance(body, dict):
         raise InvalidParameter("invalid network create request")
-    net = engine.networks.create(body)
+    net = engine.networks.create(shapes.checked(body, shapes.NETWORK_CREATE))
     return Response(201, {"Id": net.id, "Warning": ""})
 
 
@@ -214,14 +214,14 @@ def network_remove(engine: Engine, req: Request) -> Response:
 
 @route("POST", "/networks/(?P<id>[^/]+)/connect")
 def network_connect(engine: Engine, req: Request) -> Response:
-    body = req.json()
+    body = shapes.checked(req.json(), shapes.CONNECT)
     engine.containers.connect(req.params["id"], body.get("Container") or "", body.get("EndpointConfig") or {})
     return Response(200)
 
 
 @route("POST", "/networks/(?P<id>[^/]+)/disconnect")
 def network_disconnect(engine: Engine, req: Request) -> Response:
-    body = req.json()
+    body = shapes.checked(req.json(), shapes.DISCONNECT)
     engine.containers.disconnect(req.params["id"], body.get("Container") or "", bool(body.get("Force")))
     return Response(200)
 
@@ -236,7 +236,7 @@ def network_prune(engine: Engine, req: Request) -> Response:
 
 @route("POST", "/containers/create")
 def container_create(engine: Engine, req: Request) -> Response:
-    body = req.json()
+    body = shapes.checked(req.json(), shapes.CONTAINER_CREATE)
     c = engine.containers.create(req.q("name") or None, body)
     warnings = []
     if c.network_mode == "host" and (c.host_config.get("PortBindings") or c.host_config.get("PublishAllPorts")):
@@ -407,7 +407,7 @@ def container_logs(engine: Engine, req: Request) -> Response:
 
 @route("POST", "/containers/(?P<id>[^/]+)/exec")
 def exec_create(engine: Engine, req: Request) -> Response:
-    record = engine.containers.exec_create(req.params["id"], req.json())
+    record = engine.containers.exec_create(req.params["id"], shapes.checked(req.json(), shapes.EXEC_CREATE))
     return Response(201, {"Id": record.id})
 
 
