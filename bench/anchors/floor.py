@@ -47,6 +47,7 @@ class KernelLayer:
         self.ns = work / f"{bridge}-ns"
         self.k.netns_create(self.ns)
         self.address = ip_interface(f"{net.network_address + 2}/{net.prefixlen}")
+        self.sides: list[Path] = []
 
     def attach(self, host_name: str) -> None:
         self.k.veth_attach(netns=self.ns, host_name=host_name, alias="bench", bridge=self.bridge, ifname="eth1",
@@ -56,17 +57,20 @@ class KernelLayer:
         self.k.netns_link_delete(self.ns, "eth1")
 
     def fill(self, ports: int) -> None:
-        """Enslave bare veths (peers in a side namespace, no addresses) until the bridge has ``ports`` ports."""
-        side = self.ns.with_name(self.ns.name + "-side")
-        if not self.k.netns_exists(side):
-            self.k.netns_create(side)
+        """Enslave veths until the bridge has ``ports`` ports, each peer up in a namespace of its own as a
+        container's is (no addresses). One namespace holding every peer would not be a floor: each packet
+        it receives looks up IPv6 routes among one link-local route per peer, so the multicast a new
+        port sends, flooded to all peers, would cost O(ports^2) there and nothing like it in berth."""
         have = self.k.bridge_port_count(self.bridge)
         for i in range(have, ports):
-            self.k.veth_attach(netns=side, host_name=f"flx{i}", alias="bench", bridge=self.bridge, ifname=f"f{i}",
+            side = self.ns.with_name(f"{self.ns.name}-{i}")
+            self.k.netns_create(side)
+            self.sides.append(side)
+            self.k.veth_attach(netns=side, host_name=f"flx{i}", alias="bench", bridge=self.bridge, ifname="eth0",
                                mac="02:42:0b:00:%02x:%02x" % (i // 256, i % 256), mtu=1500, addresses=[])
 
     def close(self) -> None:
-        for ns in (self.ns, self.ns.with_name(self.ns.name + "-side")):
+        for ns in (self.ns, *self.sides):
             self.k.netns_delete(ns)
         self.k.link_delete(self.bridge)
         self.k.close()

@@ -134,10 +134,10 @@ class Kernel:
         except FileNotFoundError:
             raise KernelError(f"network namespace {netns} does not exist") from None
         try:
-            # One request creates the pair with its peer already in the namespace, enslaves and raises the
-            # host side. The kernel undoes the whole request when any part fails, so there is nothing to
-            # clean up here (and deleting ``host_name`` could hit someone else's link of that name).
-            ipr.link("add", ifname=host_name, kind="veth", mtu=mtu, master=master, state="up",
+            # One request creates the pair with its peer already in the namespace and enslaves the host
+            # side. The kernel undoes the whole request when any part fails, so there is nothing to clean
+            # up here (and deleting ``host_name`` could hit someone else's link of that name).
+            ipr.link("add", ifname=host_name, kind="veth", mtu=mtu, master=master,
                      peer={"ifname": ifname, "net_ns_fd": fd, "address": mac, "mtu": mtu})
         except nl.NetlinkError as err:
             if err.code == errno.EXFULL:
@@ -147,7 +147,14 @@ class Kernel:
             os.close(fd)
         step = "mark"
         try:
-            ipr.link("set", index=nl.index(ipr, host_name), ifalias=alias)
+            # A bridge port needs no IPv6 of its own (the bridge holds the gateway addresses). Left on, each
+            # port would add link-local, local and multicast routes to the host's IPv6 table, which the
+            # kernel walks whole at every port's carrier change and removal: attach and detach would slow
+            # down with every container on the host. Disabled before the port goes up, it never has any.
+            no_ipv6 = f"net.ipv6.conf.{host_name}.disable_ipv6"
+            if sysctl.path(no_ipv6).exists():  # absent when the host runs without IPv6 at all
+                sysctl.write(no_ipv6, "1")
+            ipr.link("set", index=nl.index(ipr, host_name), ifalias=alias, state="up")
             step = "configure"
             with nl.inside(netns) as inner:
                 index = nl.index(inner, ifname)
