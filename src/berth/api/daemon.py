@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="berthd", description="berth daemon: Docker-style networking for containers")
     parser.add_argument("--root", help="state directory (default /var/lib/berth, env BERTH_ROOT)")
     parser.add_argument("--run-root", help="runtime directory (default /run/berth, env BERTH_RUN)")
+    parser.add_argument("--cni-config-dir", default=os.environ.get("BERTH_CNI_CONFIG_DIR", "/etc/cni/net.d"),
+                        help="CNI network configurations to offer as cni networks (default /etc/cni/net.d, "
+                             "env BERTH_CNI_CONFIG_DIR; empty: none)")
     parser.add_argument("--log-level", default=os.environ.get("BERTH_LOG_LEVEL", "info"),
                         choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
@@ -76,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         kernel = Kernel()
         dns = DnsServer(NameTable(), host_resolv.nameservers, host_resolv.search)
-        engine = Engine(paths, kernel, Runtime(paths), ImageStore(paths.images), dns=dns)
+        engine = Engine(paths, kernel, Runtime(paths), ImageStore(paths.images), dns=dns,
+                        cni_config_dir=Path(args.cni_config_dir) if args.cni_config_dir else None)
         engine.start()
         server = UnixHTTPServer(str(paths.socket), make_router(engine))
     except BerthError as err:

@@ -18,6 +18,9 @@ def network_json(engine: Engine, net: Network) -> dict[str, Any]:
             continue
         c = engine.ctx.store.container(a.container_id)
         containers[a.container_id] = _network_endpoint(c.name if c else "", a)
+        if net.driver == "cni":  # what the plugins made: interfaces, addresses, routes, DNS
+            cached = engine.ctx.store.cni_result(a.container_id, net.id)
+            containers[a.container_id]["CNIResult"] = cached[2] if cached else None
     for ep in engine.external.all(net.id):  # berth-cni endpoints: listed like containers, keyed by CNI id
         containers[ep.container_id] = _network_endpoint(ep.name, ep.attachment)
     if net.driver in ("host", "null"):

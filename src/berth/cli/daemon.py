@@ -70,6 +70,8 @@ def cmd_start(ctx: "Context", args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "berth.api.daemon", "--root", str(paths.root), "--run-root", str(paths.run)]
     if args.log_level:
         command += ["--log-level", args.log_level]
+    if args.cni_config_dir is not None:
+        command += ["--cni-config-dir", args.cni_config_dir]
     logfile = str(paths.logfile)
     with open(logfile, "ab") as log:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
@@ -139,6 +141,8 @@ def register(commands: Any) -> None:
     p.add_argument("--root", dest="daemon_root", help="state directory (default /var/lib/berth, env BERTH_ROOT)")
     p.add_argument("--run-root", dest="daemon_run", help="runtime directory (default /run/berth, env BERTH_RUN)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="berthd's log level")
+    p.add_argument("--cni-config-dir", help="CNI network configurations offered as cni networks "
+                                            "(default /etc/cni/net.d; empty: none)")
     p.set_defaults(func=cmd_start)
     p = sub.add_parser("stop", help="Stop berthd (SIGTERM) and wait until it is gone")
     p.set_defaults(func=cmd_stop)

@@ -93,9 +93,18 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
             "Options": key_values(args.ipam_opt),
             "Config": ipam_config(args.subnet, args.ip_range, args.gateway, key_values(args.aux_address)),
         },
-        "Options": key_values(args.opt),
+        "Options": _cni_config_absolute(key_values(args.opt)),
         "Labels": key_values(args.label),
     }
+
+
+def _cni_config_absolute(options: dict[str, str]) -> dict[str, str]:
+    """``-o cni.config=FILE`` names a file berthd reads on the same host: make it relative to the user's directory."""
+    import os
+
+    if options.get("cni.config"):
+        options["cni.config"] = os.path.abspath(options["cni.config"])
+    return options
 
 
 def cmd_create(ctx: "Context", args: argparse.Namespace) -> int:

@@ -7,10 +7,10 @@ a kernel object and plain data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, IPv4Interface, IPv6Interface
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 from berth.model import Network
 
@@ -28,6 +28,9 @@ class EndpointSpec:
     addresses: tuple[IPv4Interface | IPv6Interface, ...]
     gateway4: IPv4Address | None
     gateway6: IPv6Address | None
+    container_id: str = ""
+    # What the runtime offers plugins by capability (CNI ``runtimeConfig``), e.g. ``portMappings``.
+    runtime: dict[str, Any] = field(default_factory=dict)
 
 
 class NetworkDriver(Protocol):

@@ -15,7 +15,7 @@ from berth.engine import names
 from berth.engine.context import EngineContext
 from berth.engine.networks import Networks
 from berth.engine.ports import Ports, as_records, from_records
-from berth.engine.sandbox import Sandboxes
+from berth.engine.sandbox import Sandboxes, cni_runtime
 from berth.engine.txn import Undo, fault
 from berth.errors import BerthError, Conflict, Forbidden, InvalidParameter, NotFound, NotModified
 from berth.firewall import rules
@@ -296,8 +296,9 @@ class Containers:
                     undo.push("network namespace", self.ctx.kernel.netns_delete, netns)
                     fault("start-netns")
                     active: list[Attachment] = []
+                    runtime = cni_runtime(c)
                     for a in self.attachments(c):
-                        ep = self.sandboxes.plug(netns, a, active, undo)
+                        ep = self.sandboxes.plug(netns, a, active, undo, runtime=runtime)
                         undo.push("endpoint record", self.ctx.store.set_endpoint, cleared(a), "active")
                         active.append(ep)
                     published = self._publish(c, active, undo)
@@ -330,7 +331,9 @@ class Containers:
 
     def _publish(self, c: Container, active: list[Attachment], undo: Undo) -> list[rules.Published]:
         """Install the container's published ports (map elements) on its default-route network."""
-        owner = self.sandboxes.route_owner(active) or next((a for a in active if a.ipv4), None)
+        owner = self.sandboxes.route_owner(active) or next((a for a in active if a.ipv4 and a.host_ifname), None)
+        if owner is None and self.sandboxes.plugins_publish(active):
+            return []  # a CNI plugin with the portMappings capability (portmap) was handed the bindings
         network = self.sandboxes.network(owner.network_id) if owner else None
         published = self.ports.plan(c, owner, network)
         if published:
@@ -466,6 +469,12 @@ class Containers:
         if c.state.ports:
             self.ctx.kernel.nft(rules.published_elements(from_records(c.state.ports), "delete"))
         netns = self.netns_path(c)
+        for a in self.attachments(c):
+            if a.active and self.sandboxes.network(a.network_id).driver == "cni":
+                try:  # while the namespace exists, so plugins can remove what they made inside it
+                    self.sandboxes.unplug(netns, a, [])
+                except BerthError as err:
+                    log.error("container %s: %s (retried without the namespace)", c.name, err)
         if mode_kind(self.mode_network(c)) in ("network", "none"):
             self.ctx.kernel.netns_delete(netns)
         for a in self.attachments(c):
@@ -558,7 +567,7 @@ class Containers:
                 if c.state.running:
                     netns = self.netns_path(c)
                     active = [x for x in existing if x.active]
-                    ep = self.sandboxes.plug(netns, a, active, undo)
+                    ep = self.sandboxes.plug(netns, a, active, undo, runtime=cni_runtime(c))
                     self.ctx.store.set_endpoint(ep, state="active")
                     self.sandboxes.write_etc(c, [*active, ep], kind)
                     self.sandboxes.register_name(c, ep)

@@ -23,6 +23,8 @@ class EngineContext:
     dns: Any = None  # berth.dns.server.DnsServer, or None (unit tests, or DNS disabled)
     resolv_conf: Path = Path("/etc/resolv.conf")
     hosts_file: Path = Path("/etc/hosts")
+    # Where CNI network configurations are discovered (berthd --cni-config-dir); None: no discovery.
+    cni_config_dir: Path | None = None
     # One lock serialises every change: berthd is the only writer, and a change spans store and kernel.
     lock: threading.RLock = field(default_factory=threading.RLock)
     # Address books of active networks, rebuilt from the store at start-up.

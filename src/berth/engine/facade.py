@@ -8,6 +8,7 @@ from typing import Any
 
 from berth.config import Paths
 from berth.drivers.bridge import BridgeDriver
+from berth.drivers.cni import CniDriver
 from berth.engine.containers import Containers
 from berth.engine.context import EngineContext
 from berth.engine.external import ExternalEndpoints
@@ -39,11 +40,13 @@ class _BuiltinDriver:
 class Engine:
     def __init__(self, paths: Paths, kernel: Any, runtime: Any, images: Any, *, store: Store | None = None,
                  resolv_conf: Path = Path("/etc/resolv.conf"), hosts_file: Path = Path("/etc/hosts"),
-                 dns: Any = None) -> None:
-        drivers = {"bridge": BridgeDriver(kernel), "host": _BuiltinDriver("host"), "null": _BuiltinDriver("null")}
+                 dns: Any = None, cni_config_dir: Path | None = None) -> None:
+        store = store or Store(paths.db)
+        drivers = {"bridge": BridgeDriver(kernel), "host": _BuiltinDriver("host"), "null": _BuiltinDriver("null"),
+                   "cni": CniDriver(store)}
         self.ctx = EngineContext(
-            paths=paths, store=store or Store(paths.db), kernel=kernel, runtime=runtime, images=images,
-            drivers=drivers, resolv_conf=resolv_conf, hosts_file=hosts_file, dns=dns,
+            paths=paths, store=store, kernel=kernel, runtime=runtime, images=images,
+            drivers=drivers, resolv_conf=resolv_conf, hosts_file=hosts_file, dns=dns, cni_config_dir=cni_config_dir,
         )
         self.networks = Networks(self.ctx)
         self.containers = Containers(self.ctx, self.networks)
@@ -66,6 +69,7 @@ class Engine:
             self.ctx.dns.start()
         with self.ctx.lock:
             self.networks.ensure_builtins()
+            self.networks.sync_cni_dir()
         self.watcher.start()
         report = reconcile(self.networks, self.containers, self.external)
         log.info("reconciled: %s", {k: v for k, v in report.as_dict().items() if v})

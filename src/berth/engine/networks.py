@@ -6,14 +6,17 @@ import logging
 import re
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Iterable
 
 from berth import config
+from berth.cni import conflist as cni_conf
+from berth.drivers.cni import CONFIG_OPTION
 from berth.drivers import options as opts
 from berth.engine.addresses import NetworkAddresses
 from berth.engine.context import EngineContext
 from berth.engine.txn import Undo, fault
-from berth.errors import Conflict, Forbidden, InvalidParameter, NotFound
+from berth.errors import BerthError, Conflict, Forbidden, InvalidParameter, NotFound
 from berth.ipam import config as ipam_config
 from berth.ipam.pools import nameservers, pick_subnet
 from berth.model import Network, new_id, now_rfc3339
@@ -30,6 +33,7 @@ def _truthy(value: Any) -> bool:
 class Networks:
     def __init__(self, ctx: EngineContext) -> None:
         self.ctx = ctx
+        self._cni_signature: tuple[Any, ...] | None = None  # the CNI directory as last synchronised
 
     # -- lookup ---------------------------------------------------------------------------------
 
@@ -38,6 +42,7 @@ class Networks:
 
     def resolve(self, ref: str) -> Network:
         """Docker's order: exact id, exact name, then a unique id prefix."""
+        self.sync_cni_dir()
         nets = self.all()
         for net in nets:
             if net.id == ref:
@@ -63,6 +68,15 @@ class Networks:
         driver_name = req.get("Driver") or "bridge"
         with self.ctx.lock:
             net = self._plan(name, driver_name, req)
+            if net.driver == "cni":
+                if (req.get("IPAM") or {}).get("Config"):
+                    raise InvalidParameter("a cni network's addresses are its IPAM plugin's: put subnets in the CNI configuration")
+                path = net.options.get(CONFIG_OPTION)
+                if not path:
+                    raise InvalidParameter(f"the cni driver needs -o {CONFIG_OPTION}=FILE (a .conf or .conflist)")
+                if not Path(path).is_absolute():
+                    raise InvalidParameter(f"{CONFIG_OPTION} must be an absolute path: {path}")
+                return self._create_cni(net, cni_conf.load(Path(path)), path, discovered=False)
             book = self._plan_addresses(net, req)
             net = replace(self._with_bridge(net, req), user_subnets=self._user_subnets(req))
             driver = self.ctx.drivers[net.driver]
@@ -78,6 +92,59 @@ class Networks:
             self.ctx.addresses[net.id] = book
             self.serve_dns(net)
             return net
+
+    def _create_cni(self, net: Network, conflist: dict[str, Any], source: str, discovered: bool) -> Network:
+        """Record a cni network with a copy of its configuration list: later attaches never need the file."""
+        ranges = cni_conf.ipam_ranges(conflist)
+        net = replace(net, ipam={"Driver": "cni", "Options": None, "Config": ranges})
+        with Undo() as undo:
+            with self.ctx.store.transaction():
+                self.ctx.store.add_network(net, state="pending")
+                self.ctx.store.set_cni_config(net.id, conflist, source, discovered)
+            undo.push("record of network " + net.name, self.ctx.store.remove_network, net.id)
+            fault("network-create-reserved")
+            self.ctx.store.set_network_state(net.id, "active")
+        self.ctx.addresses[net.id] = _cni_book(ranges)
+        return net
+
+    def sync_cni_dir(self) -> None:
+        """Follow ``--cni-config-dir``: a new file adds a cni network, a changed one updates the copy used
+        by later attaches, a removed one removes its network once no endpoint uses it."""
+        directory = self.ctx.cni_config_dir
+        if directory is None:
+            return
+        signature = cni_conf.signature(directory)
+        if signature == self._cni_signature:
+            return
+        with self.ctx.lock:
+            found = cni_conf.discover(directory)
+            settled = True
+            for net in self.ctx.store.networks():
+                record = self.ctx.store.cni_config(net.id) if net.driver == "cni" else None
+                if record is None or not record[2]:
+                    continue
+                if net.name not in found:
+                    if self.in_use(net):
+                        settled = False  # look again once its last endpoint is gone
+                    else:
+                        log.info("network %s: %s is gone, network removed", net.name, record[1])
+                        self._delete(net)
+                    continue
+                path, conflist = found.pop(net.name)
+                if (conflist, str(path)) != record[:2]:
+                    self.ctx.store.set_cni_config(net.id, conflist, str(path), True)
+                    log.info("network %s: configuration reloaded from %s", net.name, path)
+            names = {n.name for n in self.ctx.store.networks(state=None)}
+            for name, (path, conflist) in sorted(found.items()):
+                if name in names or name in config.BUILTIN_NETWORKS:
+                    log.warning("ignoring %s: a network named %s already exists", path, name)
+                    continue
+                net = Network(id=new_id(), name=name, driver="cni", scope="local", created=now_rfc3339(),
+                              enable_ipv6=False, internal=False, attachable=True, ipam={},
+                              options={CONFIG_OPTION: str(path)}, labels={})
+                self._create_cni(net, conflist, str(path), discovered=True)
+                log.info("network %s: discovered in %s", name, path)
+            self._cni_signature = signature if settled else None
 
     def _plan(self, name: str, driver_name: str, req: dict[str, Any]) -> Network:
         if not name:
@@ -212,6 +279,7 @@ class Networks:
                 raise InvalidParameter(
                     "invalid value for filter 'dangling', must be \"true\" (or \"1\"), or \"false\" (or \"0\")"
                 )
+        self.sync_cni_dir()
         return [n for n in self.all() if self._matches(n, filters)]
 
     def _matches(self, net: Network, filters: dict[str, list[str]]) -> bool:
@@ -288,6 +356,9 @@ class Networks:
         """Rebuild every active network's address book from its recorded configuration."""
         self.ctx.addresses.clear()
         for net in self.all():
+            if net.driver == "cni":
+                self.ctx.addresses[net.id] = _cni_book(net.ipam.get("Config") or [])
+                continue
             cfgs = ipam_config.normalize(net.ipam.get("Config") or [], enable_ipv6=True)
             self.ctx.addresses[net.id] = NetworkAddresses(cfgs)
 
@@ -310,6 +381,15 @@ class Networks:
             return
         book = self.ctx.addresses[net.id]
         self.ctx.drivers[net.driver].create_network(net, [c.subnet for c in book.subnets], book.gateway_interfaces())
+
+
+def _cni_book(ranges: list[dict[str, str]]) -> NetworkAddresses:
+    """A cni network's ranges as an address book berth never allocates from: automatic subnets of
+    berth's own networks keep clear of them. Ranges berth cannot read give an empty book."""
+    try:
+        return NetworkAddresses(ipam_config.normalize(ranges, enable_ipv6=True))
+    except BerthError:
+        return NetworkAddresses([])
 
 
 def _label_matches(labels: dict[str, str], expr: str) -> bool:

@@ -19,6 +19,7 @@ from berth.engine.networks import Networks
 from berth.engine.ports import from_records
 from berth.firewall import rules
 from berth.ipam import config as ipam_config
+from berth.model import Attachment
 from berth.store.sqlite import cleared
 
 log = logging.getLogger("berth.reconcile")
@@ -55,6 +56,7 @@ def reconcile(networks: Networks, containers: Containers, external: ExternalEndp
             except Exception as err:  # noqa: BLE001 - report and go on with the others
                 report.errors.append(f"restoring network {net.name}: {err}")
         _reconcile_containers(containers, report)
+        _release_orphan_cni_results(containers, report)
         if external is not None:  # endpoints in namespaces berth does not own: released, namespaces untouched
             report.released_external.extend(external.reconcile(report.errors))
         _remove_unclaimed_links(networks, containers, report)
@@ -103,7 +105,9 @@ def _reconcile_containers(containers: Containers, report: Report) -> None:
                 ctx.addresses[a.network_id].claim(a.ipv4, a.ipv6)
                 containers.sandboxes.register_name(c, a)
                 continue
-            if alive and netns_ok and a.ifname:
+            if ctx.store.cni_result(a.container_id, a.network_id) is not None:
+                _release_cni(containers, a, alive and netns_ok, report)
+            elif alive and netns_ok and a.ifname:
                 ctx.kernel.netns_link_delete(containers.netns_path(c), a.ifname)
             if state == "removing":
                 ctx.store.remove_attachment(a.container_id, a.network_id)
@@ -121,6 +125,32 @@ def _reconcile_containers(containers: Containers, report: Report) -> None:
     # Exactly the running containers' ports: restored if berth's table was lost while they ran, and
     # dropped if a crash left those of a container that never started.
     ctx.kernel.nft(rules.published_replace(published))
+
+
+def _release_cni(containers: Containers, a: Attachment, netns_ok: bool, report: Report) -> None:
+    """DEL a CNI endpoint that must not stay: in its namespace if that still exists, else without."""
+    netns = containers.ctx.paths.netns_path(a.container_id)
+    try:
+        if netns_ok:
+            containers.sandboxes.unplug(netns, a, [])
+        else:
+            containers.sandboxes.forget(netns, a)
+    except Exception as err:  # noqa: BLE001 - the cache stays; the next reconcile tries again
+        report.errors.append(f"releasing CNI endpoint of {a.container_id[:12]}: {err}")
+
+
+def _release_orphan_cni_results(containers: Containers, report: Report) -> None:
+    """Cached CNI endpoints no active attachment claims (a crash between DEL and forgetting it)."""
+    ctx = containers.ctx
+    active = {(a.container_id, a.network_id) for a in ctx.store.attachments() if a.active}
+    networks = {net.id for net in ctx.store.networks(state=None)}
+    for container_id, network_id in ctx.store.cni_results():
+        if (container_id, network_id) in active:
+            continue
+        if network_id not in networks:
+            ctx.store.remove_cni_result(container_id, network_id)
+            continue
+        _release_cni(containers, Attachment(container_id=container_id, network_id=network_id, seq=0), False, report)
 
 
 def _remove_unclaimed_links(networks: Networks, containers: Containers, report: Report) -> None:

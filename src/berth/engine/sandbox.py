@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from ipaddress import IPv4Interface, IPv6Interface
+from ipaddress import IPv4Interface, IPv6Interface, ip_address, ip_interface
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from berth import config
 from berth.drivers.base import EndpointSpec
+from berth.drivers.cni import endpoint_addresses, has_capability, sandbox_interface
 from berth.engine.context import EngineContext
 from berth.engine.txn import Undo, fault
 from berth.ipam.allocator import mac_for, random_mac
@@ -34,7 +35,9 @@ class Sandboxes:
 
     def route_owner(self, active: Sequence[Attachment]) -> Attachment | None:
         """The endpoint whose network provides the default route; internal networks never do."""
-        candidates = [(route_priority(self.network(a.network_id), a), a) for a in active]
+        # cni networks never: their plugins install (or not) their own routes, which berth leaves alone
+        nets = [(self.network(a.network_id), a) for a in active]
+        candidates = [(route_priority(net, a), a) for net, a in nets if net.driver != "cni"]
         candidates = [(p, a) for p, a in candidates if not p[0] and (a.gateway4 or a.gateway6)]
         return min(candidates, key=lambda pa: pa[0])[1] if candidates else None
 
@@ -43,18 +46,25 @@ class Sandboxes:
         return EndpointSpec(
             network=net, netns=netns, endpoint_id=a.endpoint_id or "", host_ifname=a.host_ifname or "",
             ifname=a.ifname or "", mac=a.mac or "", addresses=addresses, gateway4=None, gateway6=None,
+            container_id=a.container_id,
         )
 
     def plug(self, netns: Path, a: Attachment, active: Sequence[Attachment], undo: Undo,
-             record: Callable[[Attachment, str], None] | None = None) -> Attachment:
+             record: Callable[[Attachment, str], None] | None = None,
+             runtime: dict[str, Any] | None = None) -> Attachment:
         """Give the container an endpoint on ``a``'s network; every step's inverse goes on ``undo``.
 
         ``a.ifname`` and ``a.mac``, when set, are the interface name and MAC the caller requires (a CNI
         runtime names the interface); otherwise the next free ``eth<i>`` and the address-derived MAC.
         ``record`` stores the pending endpoint before any kernel step (default: the container's
-        attachment row) so that a crash in between is found by reconciliation.
+        attachment row) so that a crash in between is found by reconciliation. ``runtime`` is what
+        CNI plugins may take by capability (``portMappings``).
         """
         net = self.network(a.network_id)
+        driver = self.ctx.drivers[net.driver]
+        if getattr(driver, "allocates_addresses", False):
+            return self._plug_by_plugins(netns, net, driver, a, active, undo, record or self.ctx.store.set_endpoint,
+                                         runtime or {})
         book = self.ctx.addresses[net.id]
         v4, v6 = book.allocate(a.ipv4_request, a.ipv6_request)
         undo.push(f"addresses on {net.name}", book.release, v4, v6)
@@ -89,6 +99,26 @@ class Sandboxes:
             self.set_routes(netns, ep)
         return ep
 
+    def _plug_by_plugins(self, netns: Path, net: Network, driver: Any, a: Attachment, active: Sequence[Attachment],
+                         undo: Undo, record: Callable[[Attachment, str], None], runtime: dict[str, Any]) -> Attachment:
+        """An endpoint whose interfaces, addresses and routes the driver's plugins choose (``cni``):
+        berth's address book and default-route logic stay out; the ADD result says what was made."""
+        used = {x.ifname for x in active}
+        ifname = a.ifname or next(f"eth{i}" for i in range(len(active) + 1) if f"eth{i}" not in used)
+        ep = replace(a, endpoint_id=new_id(), ifname=ifname, host_ifname=None, ipv4=None, ipv6=None, mac=None,
+                     gateway4=None, gateway6=None)
+        record(ep, "pending")
+        undo.push("endpoint record", record, a, "active")
+        fault("endpoint-reserved")
+        offered = {**runtime, **({"mac": a.mac} if a.mac else {})}
+        spec = replace(self._spec(net, netns, ep), runtime=offered)
+        result = driver.add(spec)
+        undo.push(f"endpoint {ifname} on {net.name}", driver.delete, spec)
+        ep = replace(ep, **_result_fields(result, ifname))
+        record(ep, "pending")
+        fault("endpoint-plugged")
+        return ep
+
     def set_routes(self, netns: Path, owner: Attachment | None) -> None:
         self.ctx.kernel.netns_set_default_routes(
             netns, gateway4=owner.gateway4 if owner else None, gateway6=owner.gateway6 if owner else None
@@ -106,6 +136,14 @@ class Sandboxes:
         book = self.ctx.addresses.get(net.id)
         if book is not None:
             book.release(ep.ipv4, ep.ipv6)
+
+    def plugins_publish(self, active: Sequence[Attachment]) -> bool:
+        """Does a cni network of these endpoints publish ports itself (a plugin with ``portMappings``)?"""
+        for a in active:
+            record = self.ctx.store.cni_config(a.network_id)
+            if record is not None and has_capability(record[0], "portMappings"):
+                return True
+        return False
 
     def check(self, netns: Path, ep: Attachment) -> list[str]:
         """The driver's findings about an endpoint that should be in place (empty when healthy)."""
@@ -160,7 +198,8 @@ class Sandboxes:
         if self.ctx.dns is None:
             return None
         for a in active:
-            if a.gateway4 is not None and not self.network(a.network_id).builtin:
+            net = self.network(a.network_id)
+            if a.gateway4 is not None and not net.builtin and net.driver != "cni":
                 return str(a.gateway4)
         return None
 
@@ -171,7 +210,7 @@ class Sandboxes:
     def register_names(self, ep: Attachment, names: Sequence[str], dns_servers: Sequence[str] = ()) -> None:
         """Make ``names`` and the endpoint's aliases resolve to its addresses on its network (user networks)."""
         net = self.network(ep.network_id)
-        if self.ctx.dns is None or net.builtin:
+        if self.ctx.dns is None or net.builtin or net.driver == "cni":  # no embedded DNS on cni networks
             return
         self.ctx.dns.table.set_endpoint(net.id, net.name, ep.container_id, [*names, *ep.aliases],
                                         ep.ipv4.ip if ep.ipv4 else None, ep.ipv6.ip if ep.ipv6 else None,
@@ -186,3 +225,33 @@ class Sandboxes:
             return self.ctx.hosts_file.read_text()
         except OSError:
             return etcfiles.hosts_file("localhost", [])
+
+
+def _result_fields(result: dict[str, Any], ifname: str) -> dict[str, Any]:
+    """The attachment's addresses, gateways and MAC as a CNI ADD result reports them for ``ifname``."""
+    fields: dict[str, Any] = {"ipv4": None, "ipv6": None, "gateway4": None, "gateway6": None,
+                              "mac": sandbox_interface(result, ifname)[1].get("mac")}
+    for ip in endpoint_addresses(result, ifname):
+        try:
+            address = ip_interface(ip["address"])
+            gateway = ip_address(ip["gateway"]) if ip.get("gateway") else None
+        except ValueError:
+            continue
+        family = "4" if address.version == 4 else "6"
+        if fields["ipv" + family] is None:
+            fields["ipv" + family], fields["gateway" + family] = address, gateway
+    return fields
+
+
+def cni_runtime(c: Container) -> dict[str, Any]:
+    """What CNI plugins may take by capability: the container's fixed ``-p`` bindings as ``portMappings``
+    (a binding without a host port has no CNI form: ports a plugin publishes are the ones asked for)."""
+    mappings = []
+    for key, entries in sorted((c.host_config.get("PortBindings") or {}).items()):
+        port, _, proto = key.partition("/")
+        for entry in entries or []:
+            host_port = (entry or {}).get("HostPort") or ""
+            if port.isdigit() and host_port.isdigit():
+                mappings.append({"hostPort": int(host_port), "containerPort": int(port), "protocol": proto or "tcp",
+                                 "hostIP": (entry or {}).get("HostIp") or ""})
+    return {"portMappings": mappings} if mappings else {}

@@ -90,6 +90,20 @@ CREATE TABLE IF NOT EXISTS external_endpoints (
     state TEXT NOT NULL,
     PRIMARY KEY (container_id, ifname)
 );
+CREATE TABLE IF NOT EXISTS cni_configs (
+    network_id TEXT PRIMARY KEY REFERENCES networks(id) ON DELETE CASCADE,
+    conflist TEXT NOT NULL,
+    source TEXT NOT NULL,
+    discovered INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cni_results (
+    container_id TEXT NOT NULL,
+    network_id TEXT NOT NULL,
+    ifname TEXT NOT NULL,
+    conflist TEXT NOT NULL,
+    result TEXT,
+    PRIMARY KEY (container_id, network_id)
+);
 """
 
 
@@ -286,6 +300,38 @@ class Store:
         sql = "SELECT * FROM external_endpoints" + (" WHERE network_id=?" if network_id else "")
         rows = self._exec(sql, (network_id,) if network_id else ()).fetchall()
         return [(_external(r), r[16]) for r in rows]
+
+    # -- CNI networks: the configuration list each was created from, and each endpoint's ADD result ------
+
+    def set_cni_config(self, network_id: str, conflist: dict[str, Any], source: str, discovered: bool) -> None:
+        self._exec("INSERT OR REPLACE INTO cni_configs VALUES (?,?,?,?)",
+                   (network_id, json.dumps(conflist), source, int(discovered)))
+
+    def cni_config(self, network_id: str) -> tuple[dict[str, Any], str, bool] | None:
+        """A CNI network's configuration list, the file it came from, and whether it was discovered."""
+        row = self._exec("SELECT conflist, source, discovered FROM cni_configs WHERE network_id=?",
+                         (network_id,)).fetchone()
+        return (json.loads(row[0]), row[1], bool(row[2])) if row else None
+
+    def set_cni_result(self, container_id: str, network_id: str, ifname: str, conflist: dict[str, Any],
+                       result: dict[str, Any] | None) -> None:
+        """Cache an endpoint's chain (before ADD, result None) and then its final ADD result."""
+        self._exec("INSERT OR REPLACE INTO cni_results VALUES (?,?,?,?,?)",
+                   (container_id, network_id, ifname, json.dumps(conflist),
+                    json.dumps(result) if result is not None else None))
+
+    def cni_result(self, container_id: str, network_id: str) -> tuple[str, dict[str, Any], dict[str, Any] | None] | None:
+        """The cached ifname, configuration list and ADD result (None if ADD never finished) of an endpoint."""
+        row = self._exec("SELECT ifname, conflist, result FROM cni_results WHERE container_id=? AND network_id=?",
+                         (container_id, network_id)).fetchone()
+        return (row[0], json.loads(row[1]), json.loads(row[2]) if row[2] else None) if row else None
+
+    def remove_cni_result(self, container_id: str, network_id: str) -> None:
+        self._exec("DELETE FROM cni_results WHERE container_id=? AND network_id=?", (container_id, network_id))
+
+    def cni_results(self) -> list[tuple[str, str]]:
+        """(container id, network id) of every cached endpoint, for reconciliation."""
+        return [(r[0], r[1]) for r in self._exec("SELECT container_id, network_id FROM cni_results").fetchall()]
 
 
 def _endpoint_fields(a: Attachment) -> tuple[Any, ...]:
