@@ -196,9 +196,29 @@ def test_discovered_networks_follow_the_directory(bare_host, busybox_tar, monkey
     write(confdir, "20-later.conf", {"cniVersion": "0.4.0", "name": "later", "type": "bridge", "bridge": "cni-br9",
                                      "ipam": host_local(tmp, "10.85.0.0/24")})
     assert "later cni" in ok(host.berth("network", "ls", "--format", "{{.Name}} {{.Driver}}")).splitlines()
+    fails(host.berth("network", "rm", "later"), f"network later is defined by {confdir / '20-later.conf'}")
     (confdir / "10-disc.conflist").unlink()
     names = lambda: ok(host.berth("network", "ls", "--format", "{{.Name}}")).split()
     assert "disc" in names()  # still used by d1
     ok(host.berth("rm", "-f", "d1"))
     assert "disc" not in names()
     assert leases(tmp, "disc") == []
+
+
+@pytest.mark.parametrize("step", ["endpoint-plugged", "start-spawned"])
+def test_crash_during_attach_is_repaired_at_restart(bb, monkeypatch, step):
+    tmp = bb.tmp
+    conf = write(tmp, "crash.conflist", bridge_conflist(tmp, "crashnet", "10.86.0.0/24"))
+    ok(bb.berth("network", "create", "--driver", "cni", "-o", f"cni.config={conf}", "crashnet"))
+    bb.stop_berthd()
+    monkeypatch.setenv("BERTH_FAULT", f"{step}:crash")
+    bb.start_berthd()
+    monkeypatch.delenv("BERTH_FAULT")
+    assert bb.berth("run", "-d", "--name", "z", "--network", "crashnet", "bb", "sleep", "600").returncode != 0
+    assert len(leases(tmp, "crashnet")) == 1  # the plugins' ADD had run when berthd died
+    bb.kill_berthd()  # reaps the dead one
+    bb.start_berthd()  # reconcile: DEL with the cached chain
+    assert leases(tmp, "crashnet") == []
+    poll(lambda: not [name for name in links(bb) if name.startswith("veth")])
+    ok(bb.berth("start", "z"))
+    assert len(leases(tmp, "crashnet")) == 1

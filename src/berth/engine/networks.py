@@ -247,8 +247,16 @@ class Networks:
                 raise Forbidden(f"{net.name} is a pre-defined network and cannot be removed")
             if self.in_use(net):
                 raise Forbidden(f"error while removing network: network {net.name} id {net.id} has active endpoints")
+            source = self._discovered_from(net)
+            if source:
+                raise Forbidden(f"network {net.name} is defined by {source}: remove that file instead")
             self._delete(net)
             return net
+
+    def _discovered_from(self, net: Network) -> str:
+        """The file of a network discovered in the CNI directory (it follows the file), else ''."""
+        record = self.ctx.store.cni_config(net.id) if net.driver == "cni" else None
+        return record[1] if record and record[2] else ""
 
     def _delete(self, net: Network) -> None:
         """Remove a network in the order that survives a crash: mark, unplug the kernel, forget."""
@@ -304,7 +312,7 @@ class Networks:
         deleted = []
         with self.ctx.lock:
             for net in self.all():
-                if net.builtin or self.in_use(net):
+                if net.builtin or self.in_use(net) or self._discovered_from(net):
                     continue
                 if any(not _label_matches(net.labels, v) for v in filters.get("label", [])):
                     continue

@@ -106,7 +106,7 @@ def _reconcile_containers(containers: Containers, report: Report) -> None:
                 containers.sandboxes.register_name(c, a)
                 continue
             if ctx.store.cni_result(a.container_id, a.network_id) is not None:
-                _release_cni(containers, a, alive and netns_ok, report)
+                _release_cni(containers, a, netns_ok, report)
             elif alive and netns_ok and a.ifname:
                 ctx.kernel.netns_link_delete(containers.netns_path(c), a.ifname)
             if state == "removing":
