@@ -91,3 +91,40 @@ def test_bodies_of_the_wrong_shape_are_a_400_not_an_internal_error(host):
             assert reply.status == 400 and reply.message.startswith("json: cannot unmarshal "), (path, reply)
     finally:
         api.close()
+
+
+def _berthd_descriptors(host) -> int:
+    pid = ok(host.run(["sh", "-c", "pgrep -f berth.api.daemon"])).split()[0]
+    return len(ok(host.run(["ls", f"/proc/{pid}/fd"])).split())
+
+
+def test_berthd_does_not_keep_a_descriptor_per_request(host):
+    for i in range(5):
+        ok(host.berth("network", "create", f"warm{i}"))
+        ok(host.berth("network", "rm", f"warm{i}"))
+    before = _berthd_descriptors(host)
+    for i in range(30):  # each CLI command is a new connection, served on a new thread
+        ok(host.berth("network", "create", f"n{i}"))
+        ok(host.berth("network", "rm", f"n{i}"))
+    assert _berthd_descriptors(host) < before + 10
+
+
+def test_berthd_short_of_descriptors_refuses_new_work_in_one_line_and_still_removes(host):
+    pid = ok(host.run(["sh", "-c", "pgrep -f berth.api.daemon"])).split()[0]
+    ok(host.berth("network", "create", "kept"))
+    ok(host.run(["prlimit", "--pid", pid, f"--nofile={_berthd_descriptors(host) + 40}"]))
+    fails(host.berth("network", "create", "more"), "too many open files: berthd uses ")
+    assert "more" not in ok(host.berth("network", "ls"))
+    ok(host.berth("network", "rm", "kept"))
+
+
+def test_integer_query_parameters_that_are_not_integers_are_a_400(host):
+    from stress.api import Api
+
+    api = Api(str(host.socket))
+    try:
+        for path, query in (("/containers/json", {"limit": "null"}), ("/containers/x/stop", {"t": "[]"})):
+            reply = api.call("GET" if path.endswith("json") else "POST", path, query=query)
+            assert reply.status == 400 and reply.message.startswith("strconv.Atoi: parsing "), (path, reply)
+    finally:
+        api.close()

@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"berthd: already running (pid {running})", file=sys.stderr)
         return 1
 
+    from berth.api.descriptors import raise_soft_limit
     from berth.api.http import UnixHTTPServer
     from berth.api.routes import make_router
     from berth.engine import Engine
@@ -76,13 +77,14 @@ def main(argv: list[str] | None = None) -> int:
 
     host_resolv = HostResolvConf(Path("/etc/resolv.conf"))
 
+    raise_soft_limit()
     try:
         kernel = Kernel()
         dns = DnsServer(NameTable(), host_resolv.nameservers, host_resolv.search)
         engine = Engine(paths, kernel, Runtime(paths), ImageStore(paths.images), dns=dns,
                         cni_config_dir=Path(args.cni_config_dir) if args.cni_config_dir else None)
         engine.start()
-        server = UnixHTTPServer(str(paths.socket), make_router(engine))
+        server = UnixHTTPServer(str(paths.socket), make_router(engine), thread_done=kernel.release_thread)
     except BerthError as err:
         print(f"berthd: {err}", file=sys.stderr)
         return 1

@@ -84,6 +84,18 @@ class Request:
         values = self.query.get(key)
         return values[-1] if values else default
 
+    def integer(self, key: str) -> int | None:
+        """An integer query parameter (None when absent); anything else is Docker's 400."""
+        value = self.q(key)
+        if not value:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            from berth.errors import InvalidParameter
+
+            raise InvalidParameter(f'strconv.Atoi: parsing "{value}": invalid syntax') from None
+
     def flag(self, key: str, default: bool = False) -> bool:
         if key not in self.query:
             return default
@@ -229,8 +241,10 @@ class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
     # a unix socket, which docker and docker-py report as a failure); the kernel caps this at somaxconn.
     request_queue_size = socket.SOMAXCONN
 
-    def __init__(self, path: str, router: Callable[[Request], Response]) -> None:
+    def __init__(self, path: str, router: Callable[[Request], Response],
+                 thread_done: Callable[[], None] = lambda: None) -> None:
         self.router = router
+        self.thread_done = thread_done  # run at the end of each connection's thread, in that thread
         if os.path.exists(path) and stat.S_ISSOCK(os.stat(path).st_mode):
             os.unlink(path)
         old = os.umask(0o177)  # the socket is root-only: whoever can write to it controls the host's network
@@ -239,3 +253,9 @@ class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
         finally:
             os.umask(old)
         os.chmod(path, 0o600)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.thread_done()

@@ -15,7 +15,7 @@ import threading
 from typing import Any, BinaryIO, Callable, Iterator
 
 from berth import API_VERSION, MIN_API_VERSION, __version__
-from berth.api import shapes, views
+from berth.api import descriptors, shapes, views
 from berth.api.http import Request, Response
 from berth.engine import Engine
 from berth.engine.containers import _signal_number
@@ -36,6 +36,12 @@ def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
     return register
 
 
+# Requests that add networks, endpoints, containers, processes or images: refused up front when berthd
+# is short of file descriptors (descriptors.py). Removals and reads are always served.
+GROWS = re.compile(r"^(/networks/create|/networks/[^/]+/connect|/containers/create|/containers/[^/]+/(start|restart|exec)"
+                   r"|/exec/[^/]+/start|/images/(create|load))$")
+
+
 def make_router(engine: Engine) -> Callable[[Request], Response]:
     def router(req: Request) -> Response:
         method = "GET" if req.method == "HEAD" else req.method
@@ -48,6 +54,8 @@ def make_router(engine: Engine) -> Callable[[Request], Response]:
                 if m == method:
                     req.params = {k: v for k, v in match.groupdict().items()}
                     try:
+                        if method == "POST" and GROWS.match(path):
+                            descriptors.ensure_headroom()
                         return fn(engine, req)
                     except NotModified:
                         return Response(304)
@@ -256,7 +264,7 @@ def container_list(engine: Engine, req: Request) -> Response:
             continue
         out.append(views.container_summary(engine, c))
     out.sort(key=lambda item: item["Created"], reverse=True)
-    limit = int(req.q("limit") or -1)
+    limit = req.integer("limit") or -1
     return Response(200, out[:limit] if limit > 0 else out)
 
 
@@ -288,16 +296,16 @@ def container_start(engine: Engine, req: Request) -> Response:
 
 @route("POST", "/containers/(?P<id>[^/]+)/stop")
 def container_stop(engine: Engine, req: Request) -> Response:
-    t = req.q("t")
-    engine.containers.stop(req.params["id"], float(t) if t else None)
+    t = req.integer("t")
+    engine.containers.stop(req.params["id"], None if t is None else float(t))
     return Response(204)
 
 
 @route("POST", "/containers/(?P<id>[^/]+)/restart")
 def container_restart(engine: Engine, req: Request) -> Response:
-    t = req.q("t")
+    t = req.integer("t")
     try:
-        engine.containers.stop(req.params["id"], float(t) if t else None)
+        engine.containers.stop(req.params["id"], None if t is None else float(t))
     except NotModified:
         pass
     engine.containers.start(req.params["id"])
@@ -395,10 +403,10 @@ def _splice(client: socket.socket, rfile: BinaryIO, monitor: socket.socket, stdi
 @route("GET", "/containers/(?P<id>[^/]+)/logs")
 def container_logs(engine: Engine, req: Request) -> Response:
     c = engine.containers.resolve(req.params["id"])
-    tail = req.q("tail")
+    tail = None if req.q("tail") in ("", "all") else req.integer("tail")
     frames = engine.ctx.runtime.logs(
         c.id, stdout=req.flag("stdout"), stderr=req.flag("stderr"), follow=req.flag("follow"),
-        tail=int(tail) if tail and tail != "all" else None, timestamps=req.flag("timestamps"),
+        tail=tail, timestamps=req.flag("timestamps"),
     )
     return Response(200, stream=frames, content_type="application/vnd.docker.raw-stream")
 

@@ -292,5 +292,8 @@ class FakeKernel:
             "sysctls": dict(self.sysctls),
         }
 
+    def release_thread(self) -> None:
+        """The twin holds no per-thread sockets."""
+
     def close(self) -> None:
         pass

@@ -305,6 +305,10 @@ class Kernel:
                 continue
         return now
 
+    def release_thread(self) -> None:
+        """The calling thread is about to end: close the netlink socket it opened."""
+        self._sockets.release()
+
     def close(self) -> None:
         self._sockets.close()
         with self._nft_lock:

@@ -40,11 +40,17 @@ def reason(err: BaseException) -> str:
 
 
 class HostSockets:
-    """One host-namespace ``IPRoute`` per thread, all closed together at shutdown."""
+    """One host-namespace ``IPRoute`` per live thread, all closed together at shutdown.
+
+    berthd serves each API connection on a new thread, which calls ``release()`` when it ends: pyroute2
+    frees a socket's event loop (an epoll and a socket pair) only when it is closed by the thread that
+    opened it. Sockets of threads that ended without releasing are closed when the next one is opened,
+    which frees at least their netlink socket.
+    """
 
     def __init__(self) -> None:
         self._local = threading.local()
-        self._all: list[IPRoute] = []
+        self._owners: dict[threading.Thread, IPRoute] = {}
         self._lock = threading.Lock()
 
     def get(self) -> IPRoute:
@@ -53,18 +59,34 @@ class HostSockets:
             ipr = IPRoute()
             self._local.ipr = ipr
             with self._lock:
-                self._all.append(ipr)
+                ended = [t for t in self._owners if not t.is_alive()]
+                stale = [self._owners.pop(t) for t in ended]
+                self._owners[threading.current_thread()] = ipr
+            _close_all(stale)
         return ipr
+
+    def release(self) -> None:
+        """Close the calling thread's socket (if it has one), from that thread, as pyroute2 needs."""
+        ipr = getattr(self._local, "ipr", None)
+        if ipr is not None:
+            self._local.ipr = None
+            with self._lock:
+                self._owners.pop(threading.current_thread(), None)
+            _close_all([ipr])
 
     def close(self) -> None:
         with self._lock:
-            sockets, self._all = self._all, []
-        for ipr in sockets:
-            try:
-                ipr.close()
-            except Exception:  # noqa: BLE001 - a socket that is already gone needs no closing
-                pass
+            sockets, self._owners = list(self._owners.values()), {}
+        _close_all(sockets)
         self._local = threading.local()
+
+
+def _close_all(sockets: list[IPRoute]) -> None:
+    for ipr in sockets:
+        try:
+            ipr.close()
+        except Exception:  # noqa: BLE001 - a socket that is already gone needs no closing
+            pass
 
 
 @contextmanager
