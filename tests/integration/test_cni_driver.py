@@ -27,7 +27,7 @@ def host_local(tmp: Path, subnet: str, **extra: object) -> dict:
 
 def bridge_conflist(tmp: Path, name: str = "cnet", subnet: str = "10.77.0.0/24", *more: dict) -> dict:
     return {"cniVersion": "1.0.0", "name": name, "plugins": [
-        {"type": "bridge", "bridge": "cni-br0", "isGateway": True,
+        {"type": "bridge", "bridge": f"cni-{name}"[:15], "isGateway": True,
          "ipam": host_local(tmp, subnet, routes=[{"dst": "0.0.0.0/0"}])},
         *more,
     ]}
@@ -62,7 +62,7 @@ def test_bridge_host_local_chain_ping_inspect_disconnect_and_restart(bb):
     assert by_name["a"]["IPv4Address"].startswith("10.77.0.") and b_ip.startswith("10.77.0.")
     result = by_name["a"]["CNIResult"]
     names = [i["name"] for i in result["interfaces"]]
-    assert names[0] == "cni-br0" and names[-1] == "eth0" and result["ips"][0]["gateway"] == "10.77.0.1"
+    assert names[0] == "cni-cnet" and names[-1] == "eth0" and result["ips"][0]["gateway"] == "10.77.0.1"
     settings = inspect(bb, "inspect", "a")[0]["NetworkSettings"]["Networks"]["cnet"]
     assert settings["Gateway"] == "10.77.0.1" and settings["MacAddress"] == result["interfaces"][-1]["mac"]
     ok(bb.berth("exec", "a", "ping", "-c", "1", "-W", "2", b_ip))  # real packets across the plugin's bridge
@@ -146,6 +146,14 @@ def test_portmap_by_capability_reachable_from_outside(bb):
     assert "CNI-DN-" in ok(bb.run(["iptables-save", "-t", "nat"]))
     ok(bb.berth("rm", "-f", "web"))  # DEL removes the DNAT chain
     assert "CNI-DN-" not in ok(bb.run(["iptables-save", "-t", "nat"]))
+    # without the capability, a static runtimeConfig in the file is handed to the plugin as written
+    static = {"type": "portmap", "runtimeConfig": {"portMappings": [
+        {"hostPort": 8081, "containerPort": 80, "protocol": "tcp"}]}}
+    conf = write(tmp, "pm2.conflist", bridge_conflist(tmp, "pmstatic", "10.87.0.0/24", static))
+    ok(bb.berth("network", "create", "--driver", "cni", "-o", f"cni.config={conf}", "pmstatic"))
+    ok(bb.berth("run", "-d", "--name", "web2", "--network", "pmstatic", "bb", "sh", "-c", WWW))
+    poll(lambda: bb.berth("exec", "web2", "wget", "-qO-", "http://127.0.0.1/").returncode == 0)
+    assert ok(bb.run_outside([sys.executable, "-c", FETCH, "http://203.0.113.1:8081/"])) == "via-cni\n"
 
 
 def test_firewall_plugin_iptables_backend(bb):
