@@ -15,17 +15,26 @@ Policy choices:
 - Container-name answers have TTL 0 (aardvark-dns's choice; Docker uses 600): the table changes the
   moment a container goes, and a cached answer would outlive it.
 
-Why one loop in berthd and not a process per network: any number of networks costs nothing extra,
+Why one server in berthd and not a process per network: any number of networks costs nothing extra,
 and table updates are plain method calls made by the engine, so the next query sees the new state.
-The UDP hot path drains each readable socket in batches (``recvmmsg``/``sendmmsg``, see ``batch``) and
-answers repeated questions from a cache that every table change empties, so a busy socket costs one
-event loop wake-up and two system calls per burst, not per datagram.
+
+Two threads. UDP queries, nearly all of the load, are answered by a thread of their own that waits on
+every network's UDP socket with one epoll and drains a readable socket in batches
+(``recvmmsg``/``sendmmsg``, replies written in place, see ``batch``): no event loop bookkeeping, no
+task or future per query. Repeated questions are answered from a cache of encoded replies keyed by
+the network, the querier's address and the question's bytes (the id patched in), which every table
+change empties, so answers are never stale. What needs waiting (forwarding upstream, TCP clients)
+runs on an asyncio loop in the second thread; the UDP thread hands forwarded queries over a batch at
+a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import os
+import select
 import socket
 import struct
 import threading
@@ -88,10 +97,21 @@ class DnsServer:
         self.timeout = timeout
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="berth-dns", daemon=True)
+        self._udp_thread = threading.Thread(target=self._serve_udp, name="berth-dns-udp", daemon=True)
         self._lock = threading.Lock()  # serialises listen/unlisten from several engine threads
         self._listeners: dict[str, dict[str, _Listener]] = {}  # network id -> address -> listener
+        # A copy of the listened addresses, replaced whole under _lock and read without it: the loop
+        # thread reads it while an engine thread may hold _lock waiting for the loop.
+        self._addresses: frozenset[str] = frozenset()
         self._forwards = 0
-        self._batch = batch.Batch()  # used by the loop thread only
+        # The UDP thread's own state: its epoll, its sockets (fd -> (socket, network id)), and the
+        # requests other threads leave it (add a socket, close some, stop), signalled through an eventfd.
+        self._epoll = select.epoll()
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._epoll.register(self._wake, select.EPOLLIN)
+        self._udp: dict[int, tuple[socket.socket, str]] = {}
+        self._requests: collections.deque[tuple[str, Any, threading.Event | None]] = collections.deque()
+        self._batch = batch.Batch()
         # Replies to repeated questions (minus the 2-byte id) for one table generation. Only answers with
         # at most one address are kept, so several containers behind one alias still rotate.
         self._cache: dict[tuple[str | None, bytes, bytes], bytes] = {}  # (network, querier, query[2:])
@@ -100,26 +120,40 @@ class DnsServer:
     # -- lifecycle and listeners (engine threads) -------------------------------------------------
 
     def start(self) -> None:
-        """Start the event loop thread; listeners can be added from then on."""
+        """Start both threads; listeners can be added from then on."""
         self._thread.start()
+        self._udp_thread.start()
 
     def stop(self) -> None:
-        """Close every listener and stop the loop thread."""
+        """Close every listener and stop both threads."""
         with self._lock:
             networks = list(self._listeners)
         for network_id in networks:
             self.unlisten(network_id)
+        if self._udp_thread.is_alive():
+            self._ask_udp("stop", None, wait=True)
         if self._thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=5)
         if not self._thread.is_alive():
             self.loop.close()
+        if not self._udp_thread.is_alive():
+            self._epoll.close()
+            os.close(self._wake)
 
     def _call(self, coro: Any) -> Any:
         if not self._thread.is_alive():
             coro.close()
             raise RuntimeError("the DNS server is not running")
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
+
+    def _ask_udp(self, what: str, arg: Any, wait: bool) -> None:
+        """Leave the UDP thread a request; with ``wait``, return once it has been carried out."""
+        done = threading.Event() if wait else None
+        self._requests.append((what, arg, done))
+        os.eventfd_write(self._wake, 1)
+        if done is not None and not done.wait(timeout=10):
+            raise RuntimeError("the DNS server's UDP thread does not answer")
 
     def listen(self, network_id: str, address: IPv4Address | IPv6Address) -> None:
         """Serve ``address``:53 over UDP and TCP for a network; returns once bound, raises OSError if it cannot.
@@ -130,73 +164,124 @@ class DnsServer:
         with self._lock:
             if key in self._listeners.get(network_id, {}):
                 return
-            listener = self._call(self._bind(network_id, key))
-            self._listeners.setdefault(network_id, {})[key] = listener
+            udp = _socket(key, self.port, socket.SOCK_DGRAM)
+            try:
+                tcp = self._call(self._bind_tcp(network_id, key))
+            except BaseException:
+                udp.close()
+                raise
+            self._ask_udp("add", (udp, network_id), wait=False)  # bound: queries queue until it polls
+            self._listeners.setdefault(network_id, {})[key] = _Listener(udp, tcp)
+            self._addresses = self._addresses | {key}
 
     def unlisten(self, network_id: str) -> None:
         """Stop serving a network; its ports are free when this returns. A network not served is fine."""
         with self._lock:
             listeners = self._listeners.pop(network_id, {})
-            if listeners and self._thread.is_alive():
-                self._call(self._close(list(listeners.values())))
+            if not listeners:
+                return
+            self._addresses = self._addresses - set(listeners)
+            if self._udp_thread.is_alive():
+                self._ask_udp("close", [listener.udp for listener in listeners.values()], wait=True)
+            else:
+                for listener in listeners.values():
+                    listener.udp.close()
+            if self._thread.is_alive():
+                self._call(self._close_tcp([listener.tcp for listener in listeners.values()]))
 
     def addresses(self) -> set[str]:
         """Every address berth's DNS listens on (a forward to one of them would loop back)."""
-        with self._lock:
-            return {a for per_net in self._listeners.values() for a in per_net}
+        return set(self._addresses)
 
-    async def _bind(self, network_id: str, address: str) -> _Listener:
-        udp = _socket(address, self.port, socket.SOCK_DGRAM)
+    async def _bind_tcp(self, network_id: str, address: str) -> asyncio.AbstractServer:
+        sock = _socket(address, self.port, socket.SOCK_STREAM)
         try:
-            tcp_sock = _socket(address, self.port, socket.SOCK_STREAM)
-            try:
-                tcp = await asyncio.start_server(lambda r, w: self._tcp_client(r, w, network_id), sock=tcp_sock)
-            except OSError:
-                tcp_sock.close()
-                raise
+            return await asyncio.start_server(lambda r, w: self._tcp_client(r, w, network_id), sock=sock)
         except OSError:
-            udp.close()
+            sock.close()
             raise
-        self.loop.add_reader(udp.fileno(), self._on_datagram, udp, network_id)
-        return _Listener(udp, tcp)
 
-    async def _close(self, listeners: list[_Listener]) -> None:
-        for listener in listeners:
-            self.loop.remove_reader(listener.udp.fileno())
-            listener.udp.close()
-            listener.tcp.close()
-        for listener in listeners:
-            await listener.tcp.wait_closed()
+    @staticmethod
+    async def _close_tcp(servers: list[asyncio.AbstractServer]) -> None:
+        for server in servers:
+            server.close()
+        for server in servers:
+            await server.wait_closed()
 
-    # -- UDP and TCP (loop thread) ---------------------------------------------------------------
+    # -- UDP (its own thread) ---------------------------------------------------------------------
 
-    def _on_datagram(self, sock: socket.socket, via: str) -> None:
-        """Answer what is queued on a UDP socket, a batch per system call; repeated questions from the cache."""
-        fd = sock.fileno()
-        for _ in range(BURST // batch.SIZE):
-            received = self._batch.receive(fd)
-            cache = self._fresh_cache()
-            replies = []
-            for data, raw in received:
-                hit = cache.get((via, batch.host(raw), data[2:]))
-                if hit is not None:
-                    replies.append((data[:2] + hit, raw))
+    def _serve_udp(self) -> None:
+        """Wait on every UDP socket at once and answer whichever is readable, until asked to stop."""
+        while True:
+            for fd, _ in self._epoll.poll():
+                if fd == self._wake:
+                    if not self._handle_requests():
+                        return
                     continue
-                address = batch.peer(raw)
+                entry = self._udp.get(fd)  # None: closed by a request handled earlier in this round
+                if entry is not None:
+                    self._on_datagrams(*entry)
+
+    def _handle_requests(self) -> bool:
+        """Carry out what other threads asked for; False once asked to stop."""
+        os.eventfd_read(self._wake)
+        running = True
+        while self._requests:
+            what, arg, done = self._requests.popleft()
+            if what == "add":
+                sock, network_id = arg
+                self._udp[sock.fileno()] = (sock, network_id)
+                self._epoll.register(sock.fileno(), select.EPOLLIN)
+            elif what == "close":
+                for sock in arg:
+                    if self._udp.pop(sock.fileno(), None) is not None:
+                        self._epoll.unregister(sock.fileno())
+                    sock.close()
+            else:
+                running = False
+            if done is not None:
+                done.set()
+        return running
+
+    def _on_datagrams(self, sock: socket.socket, via: str) -> None:
+        """Answer what is queued on a UDP socket, a batch per system call; repeated questions from the cache."""
+        fd, b = sock.fileno(), self._batch
+        for _ in range(max(1, BURST // batch.SIZE)):
+            received = b.receive(fd)
+            cache = self._fresh_cache()
+            forwards = []
+            for slot, host, question in received:
+                hit = cache.get((via, host, question))
+                if hit is not None:
+                    b.reply(slot, hit, 2)
+                    continue
+                data, address = b.message(slot), b.sender(slot)
                 reply = self.respond(data, address[0], via)
                 if isinstance(reply, wire.Question):
-                    self._spawn(self._forward_udp(sock, data, reply, address, via))
-                elif reply:
-                    replies.append((reply, raw))
-            if replies:
-                self._batch.send(fd, replies)  # a full send buffer drops replies: clients retry
+                    forwards.append((data, reply, address))
+                elif reply and not b.reply(slot, reply):
+                    self._send_one(sock, reply, address)
+            b.send(fd)  # a full send buffer drops replies: clients retry
+            if forwards:
+                self.loop.call_soon_threadsafe(self._forward_batch, sock, forwards, via)
             if len(received) < batch.SIZE:
                 return
 
-    def _spawn(self, coro: Any) -> None:
-        self._forwards += 1
-        task = self.loop.create_task(coro)
-        task.add_done_callback(self._forward_done)
+    @staticmethod
+    def _send_one(sock: socket.socket, reply: bytes, peer: tuple) -> None:
+        try:
+            sock.sendto(reply, peer)
+        except OSError as err:  # closed meanwhile, or a full buffer: the client retries
+            log.debug("dns: send to %s: %s", peer, err)
+
+    # -- forwarding and TCP (loop thread) ---------------------------------------------------------
+
+    def _forward_batch(self, sock: socket.socket, forwards: list[tuple[bytes, wire.Question, tuple]],
+                       via: str) -> None:
+        self._forwards += len(forwards)  # counted in this thread only, like every change to it
+        for data, q, peer in forwards:
+            task = self.loop.create_task(self._forward_udp(sock, data, q, peer, via))
+            task.add_done_callback(self._forward_done)
 
     def _forward_done(self, task: asyncio.Task) -> None:
         self._forwards -= 1
@@ -205,10 +290,7 @@ class DnsServer:
 
     async def _forward_udp(self, sock: socket.socket, data: bytes, q: wire.Question, peer: tuple, via: str) -> None:
         reply = await self.forward(data, q, peer[0], via, tcp=False)
-        try:
-            sock.sendto(wire.fit(reply, q, q.udp_limit), peer)
-        except OSError as err:
-            log.debug("dns: send to %s: %s", peer, err)
+        self._send_one(sock, wire.fit(reply, q, q.udp_limit), peer)
 
     async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, via: str) -> None:
         source = writer.get_extra_info("peername")[0]
