@@ -85,3 +85,11 @@ class AddressInUse(Forbidden):
 
     def __init__(self, message: str = "Address already in use") -> None:
         super().__init__(message)
+
+
+class BridgeFull(KernelError):
+    """The kernel refused another port on a network's bridge, which holds the 1023 a Linux bridge can.
+    The network's state rather than a fault, so HTTP 403 like the other refusals of a full resource."""
+
+    status = 403
+    cni_code = 7

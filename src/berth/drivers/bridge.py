@@ -12,6 +12,7 @@ from typing import Any, Sequence
 from berth.config import KERNEL_MARK_PREFIX
 from berth.drivers import options as opts
 from berth.drivers.base import EndpointSpec
+from berth.errors import BridgeFull
 from berth.firewall import rules
 from berth.model import Network
 
@@ -69,18 +70,21 @@ class BridgeDriver:
     def add(self, endpoint: EndpointSpec) -> dict:
         network = endpoint.network
         assert network.bridge
-        self.kernel.veth_attach(
-            netns=endpoint.netns,
-            host_name=endpoint.host_ifname,
-            alias=f"{KERNEL_MARK_PREFIX}{network.id}:{endpoint.endpoint_id}",
-            bridge=network.bridge,
-            ifname=endpoint.ifname,
-            mac=endpoint.mac,
-            mtu=opts.mtu(network.options),
-            addresses=list(endpoint.addresses),
-            gateway4=endpoint.gateway4,
-            gateway6=endpoint.gateway6,
-        )
+        try:
+            self.kernel.veth_attach(
+                netns=endpoint.netns,
+                host_name=endpoint.host_ifname,
+                alias=f"{KERNEL_MARK_PREFIX}{network.id}:{endpoint.endpoint_id}",
+                bridge=network.bridge,
+                ifname=endpoint.ifname,
+                mac=endpoint.mac,
+                mtu=opts.mtu(network.options),
+                addresses=list(endpoint.addresses),
+                gateway4=endpoint.gateway4,
+                gateway6=endpoint.gateway6,
+            )
+        except BridgeFull:  # the user knows the network by its name, not by its bridge's
+            raise BridgeFull(f"network {network.name} is full: a Linux bridge takes at most 1023 ports") from None
         if not self._icc(network):
             try:
                 self.kernel.nft(rules.icc_off_elements(endpoint.host_ifname, "add"))

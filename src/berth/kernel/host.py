@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from berth.config import KERNEL_MARK_PREFIX
-from berth.errors import KernelError
+from berth.errors import BridgeFull, KernelError
 from berth.kernel import dockeruser
 from berth.kernel import netlink as nl
 from berth.kernel import netns as ns
@@ -141,7 +141,7 @@ class Kernel:
                      peer={"ifname": ifname, "net_ns_fd": fd, "address": mac, "mtu": mtu})
         except nl.NetlinkError as err:
             if err.code == errno.EXFULL:
-                raise KernelError(f"network {bridge} is full: a Linux bridge takes at most 1023 ports") from None
+                raise BridgeFull(f"network {bridge} is full: a Linux bridge takes at most 1023 ports") from None
             raise KernelError(f"cannot create veth pair {host_name}/{ifname}: {nl.reason(err)}") from None
         finally:
             os.close(fd)
