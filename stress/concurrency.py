@@ -94,6 +94,8 @@ def _cli_client(stage: Stage, i: int, deadline: float, tally: Tally) -> None:
             ("network", "rm", net),
         ]
         for step in steps:
+            if time.monotonic() > deadline:
+                return
             result = host.berth(*step)
             tally.planned(" ".join(step), cli_problem(result) or result.stderr.strip(), result.returncode != 0)
         if cycle % 3 == 0:

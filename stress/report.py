@@ -23,14 +23,15 @@ def reply_problem(reply: Reply) -> str | None:
     return None
 
 
-def cli_problem(result: subprocess.CompletedProcess[str]) -> str | None:
-    """None for a success or one clear error line; a traceback, a daemon 500 or silence is a problem."""
+def cli_problem(result: subprocess.CompletedProcess[str], one_line: bool = True) -> str | None:
+    """None for a success or a clear error (one line, unless ``one_line`` is off: a usage error shows the
+    usage); a traceback, a daemon 500, a signal or silence is a problem."""
     if result.returncode == 0:
         return None
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    if "Traceback" in result.stderr or "internal error" in result.stderr:
+    if "Traceback" in result.stderr or "internal error" in result.stderr or not 0 < result.returncode < 126:
         return f"exit {result.returncode}: {result.stderr.strip()[-300:]}"
-    if len(lines) != 1:
+    if len(lines) != 1 and (one_line or not lines):
         return f"exit {result.returncode} with {len(lines)} lines on stderr: {result.stderr.strip()[-300:]!r}"
     return None
 

@@ -24,14 +24,14 @@ class Profile:
     random_kills: int        # kill -9 of berthd at random moments under load
     hypothesis_examples: int  # per property
     swagger_cases: int       # requests generated from the Engine API description
-    pool_size: int           # containers for address-pool exhaustion (a subnet with this many addresses)
+    pool_prefix: int         # address-pool exhaustion fills a subnet of this prefix length
 
 
 PROFILES = {
-    "quick": Profile("quick", seconds=8, clients=50, random_kills=2, hypothesis_examples=60, swagger_cases=300,
-                     pool_size=6),
+    "quick": Profile("quick", seconds=5, clients=50, random_kills=1, hypothesis_examples=60, swagger_cases=300,
+                     pool_prefix=29),
     "long": Profile("long", seconds=120, clients=100, random_kills=20, hypothesis_examples=1000,
-                    swagger_cases=5000, pool_size=30),
+                    swagger_cases=5000, pool_prefix=26),
 }
 
 
