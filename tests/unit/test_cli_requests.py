@@ -137,3 +137,5 @@ def test_displayable_ports_groups_ranges_like_docker() -> None:
              {"IP": "0.0.0.0", "PrivatePort": 9000, "PublicPort": 9000, "Type": "tcp"}]
     assert displayable_ports(ports) == ("7000-7001/tcp, 0.0.0.0:9000->9000/tcp, 0.0.0.0:8080->80/tcp, "
                                         "127.0.0.1:8081->80/udp, [::]:8080->80/tcp")
+    same = [{"IP": ip, "PrivatePort": 9000, "PublicPort": 9000, "Type": "tcp"} for ip in ("0.0.0.0", "::")]
+    assert displayable_ports(same) == "0.0.0.0:9000->9000/tcp, [::]:9000->9000/tcp"

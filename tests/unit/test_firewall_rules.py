@@ -71,6 +71,21 @@ def test_icc_off_ports_and_published_ports_are_separate_elements():
     assert [c["add"]["element"]["name"] for c in published] == ["pub_any4", "pub_ip4"]
 
 
+def test_published_ports_go_to_the_maps_of_their_container_address_family():
+    ports = [rules.Published("tcp", None, 8080, "10.0.0.2", 80), rules.Published("tcp", None, 8080, "fd00::2", 80),
+             rules.Published("udp", "2001:db8::1", 53, "fd00::2", 53)]
+    published = rules.published_elements(ports, "add")
+    assert [(c["add"]["element"]["name"], c["add"]["element"]["elem"]) for c in published] == [
+        ("pub_any4", [[{"concat": ["tcp", 8080]}, {"concat": ["10.0.0.2", 80]}]]),
+        ("pub_any6", [[{"concat": ["tcp", 8080]}, {"concat": ["fd00::2", 80]}]]),
+        ("pub_ip6", [[{"concat": ["udp", "2001:db8::1", 53]}, {"concat": ["fd00::2", 53]}]]),
+    ]
+    maps = {line.split()[4] for line in rules.publish_text().splitlines() if line.startswith("add map")}
+    assert maps == set(rules.PUBLISH_MAPS)
+    flushed = [c["flush"]["map"]["name"] for c in rules.published_replace(ports) if "flush" in c]
+    assert flushed == list(rules.PUBLISH_MAPS)
+
+
 def _declared_sets() -> dict[tuple[str, str], dict]:
     return {(c["add"]["set"]["family"], c["add"]["set"]["name"]): c["add"]["set"]
             for c in rules.base_ruleset() if "set" in c.get("add", {})}
@@ -100,7 +115,7 @@ def test_a_network_without_masquerade_or_icc_adds_only_its_bridge_and_subnets():
 
 def test_families_without_subnets_produce_no_empty_element_commands():
     cmds = rules.network_elements("b", [ip_network("fd00::/64")], icc=True, masquerade=True, internal=False, op="add")
-    assert {c["add"]["element"]["name"] for c in cmds} == {"bridges", "icc", "masq6"}
+    assert {c["add"]["element"]["name"] for c in cmds} == {"bridges", "icc", "subnets6", "masq6"}
     assert all(c["add"]["element"]["elem"] for c in cmds)
 
 

@@ -186,20 +186,26 @@ def container_json(engine: Engine, c: Container) -> dict[str, Any]:
     }
 
 
+def _host_ip(host_ip: str | None, container_ip: str) -> str:
+    """A binding's host address as Docker shows it: every address is 0.0.0.0 or ::, by family."""
+    return host_ip or ("::" if ":" in container_ip else "0.0.0.0")
+
+
 def port_map(c: Container) -> dict[str, Any]:
     """``NetworkSettings.Ports``: every exposed or bound port, with its live host bindings (or null)."""
     keys = set(c.config.get("ExposedPorts") or {}) | set(c.host_config.get("PortBindings") or {})
     out: dict[str, Any] = {key if "/" in key else f"{key}/tcp": None for key in keys}
-    for proto, host_ip, host_port, _ip, port in c.state.ports:
+    for proto, host_ip, host_port, container_ip, port in c.state.ports:
         out.setdefault(f"{port}/{proto}", None)
-        out[f"{port}/{proto}"] = (out[f"{port}/{proto}"] or []) + [{"HostIp": host_ip or "0.0.0.0", "HostPort": str(host_port)}]
+        out[f"{port}/{proto}"] = (out[f"{port}/{proto}"] or []) + [{"HostIp": _host_ip(host_ip, container_ip),
+                                                                    "HostPort": str(host_port)}]
     return out if c.state.running else {}
 
 
 def port_list(c: Container) -> list[dict[str, Any]]:
     """The ``ps`` summary's ``Ports``: published ports with their host side, exposed ones without."""
-    out = [{"IP": host_ip or "0.0.0.0", "PrivatePort": port, "PublicPort": host_port, "Type": proto}
-           for proto, host_ip, host_port, _ip, port in c.state.ports]
+    out = [{"IP": _host_ip(host_ip, container_ip), "PrivatePort": port, "PublicPort": host_port, "Type": proto}
+           for proto, host_ip, host_port, container_ip, port in c.state.ports]
     published = {(p["PrivatePort"], p["Type"]) for p in out}
     for key in c.config.get("ExposedPorts") or {}:
         port, _, proto = key.partition("/")

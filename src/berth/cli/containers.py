@@ -168,7 +168,7 @@ def displayable_ports(ports: list[dict[str, Any]]) -> str:
         ip, _, proto = key.rpartition("/")
         text = str(first) if first == last else f"{first}-{last}"
         if ip:
-            text = f"{ip}:{text}->{text}"
+            text = f"[{ip}]:{text}->{text}" if ":" in ip else f"{ip}:{text}->{text}"
         return f"{text}/{proto}"
 
     ordered = sorted(ports, key=lambda p: (p.get("PrivatePort", 0), p.get("IP", ""), p.get("PublicPort", 0),

@@ -86,6 +86,7 @@ def base_ruleset() -> list[Json]:
         _set(INET, "masq4", "ipv4_addr", interval=True),
         _set(INET, "masq6", "ipv6_addr", interval=True),
         _set(INET, "subnets4", "ipv4_addr", interval=True),
+        _set(INET, "subnets6", "ipv6_addr", interval=True),
         _set(BRIDGE, "icc_off_ports", "ifname"),
         _chain(INET, "forward", "forward", "filter", 0),
         _chain(INET, "from_bridge"),
@@ -120,6 +121,10 @@ def base_ruleset() -> list[Json]:
               {"return": None}, comment="loopback-bound ports are never reachable from other hosts"),
         _rule(INET, "prerouting", _match({"fib": {"flags": ["daddr"], "result": "type"}}, "local"),
               {"jump": {"target": "publish"}}),
+        # IPv6 has no route_localnet: a DNAT'ed packet from ::1 could never leave lo, so [::1] is left alone
+        # (refused at once by the host) rather than sent into a container and lost
+        _rule(INET, "output", _match(_payload("ip6", "daddr"), "::1"), {"return": None},
+              comment="[::1] is never published"),
         _rule(INET, "output", _match({"fib": {"flags": ["daddr"], "result": "type"}}, "local"),
               {"jump": {"target": "publish"}}),
         # a container reaching a published port (its own: hairpin, or another network's) and the host's
@@ -127,6 +132,9 @@ def base_ruleset() -> list[Json]:
         _rule(INET, "postrouting", _match({"ct": {"key": "status"}}, "dnat", "in"),
               _match(_payload("ip", "saddr"), "@subnets4"), {"masquerade": None},
               comment="hairpin and cross-network published ports"),
+        _rule(INET, "postrouting", _match({"ct": {"key": "status"}}, "dnat", "in"),
+              _match(_payload("ip6", "saddr"), "@subnets6"), {"masquerade": None},
+              comment="hairpin and cross-network published ports, IPv6"),
         _rule(INET, "postrouting", _match(_payload("ip", "saddr"), {"prefix": {"addr": "127.0.0.0", "len": 8}}),
               _match(oif, "@bridges"), {"masquerade": None}, comment="published ports reached on 127.0.0.1"),
         # egress NAT for networks with masquerade on
@@ -161,6 +169,7 @@ def network_elements(bridge: str, subnets: Sequence[IPv4Network | IPv6Network], 
     if internal:
         cmds += _elements(op, INET, "internal", [bridge])
     cmds += _elements(op, INET, "subnets4", [prefix(n) for n in subnets if n.version == 4])
+    cmds += _elements(op, INET, "subnets6", [prefix(n) for n in subnets if n.version == 6])
     if masquerade and not internal:
         cmds += _elements(op, INET, "masq4", [prefix(n) for n in subnets if n.version == 4])
         cmds += _elements(op, INET, "masq6", [prefix(n) for n in subnets if n.version == 6])
@@ -175,22 +184,31 @@ def icc_off_elements(host_ifname: str, op: Literal["add", "delete"]) -> list[Jso
 def publish_text() -> str:
     """The published-port maps and the ``publish`` chain's DNAT rules, in nft syntax.
 
+    Four maps: any local address or one address, per family (a binding's family is its container
+    address's: IPv4 to IPv4, IPv6 to IPv6, as nft's NAT cannot translate between them).
     libnftables 1.0.6's JSON parser cannot declare a map with concatenated data (it silently makes a set)
     and crashes on a dnat through such a map; its text parser handles both. Applied as a second batch
     right after ``base_ruleset()``: an atomic replace of that one chain; the maps keep their elements.
     """
-    return (
-        f"add map {INET} {TABLE} pub_any4 {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}\n"
-        f"add map {INET} {TABLE} pub_ip4 {{ type inet_proto . ipv4_addr . inet_service : ipv4_addr . inet_service; }}\n"
-        f"flush chain {INET} {TABLE} publish\n"
-        f"add rule {INET} {TABLE} publish meta nfproto ipv4 dnat ip to meta l4proto . ip daddr . th dport map @pub_ip4\n"
-        f"add rule {INET} {TABLE} publish meta nfproto ipv4 dnat ip to meta l4proto . th dport map @pub_any4\n"
-    )
+    lines = []
+    for v, addr in (("4", "ipv4_addr"), ("6", "ipv6_addr")):
+        lines += [
+            f"add map {INET} {TABLE} pub_any{v} {{ type inet_proto . inet_service : {addr} . inet_service; }}",
+            f"add map {INET} {TABLE} pub_ip{v} {{ type inet_proto . {addr} . inet_service : {addr} . inet_service; }}",
+        ]
+    lines.append(f"flush chain {INET} {TABLE} publish")
+    for v, nfproto, ip in (("4", "ipv4", "ip"), ("6", "ipv6", "ip6")):
+        lines += [
+            f"add rule {INET} {TABLE} publish meta nfproto {nfproto} dnat {ip} to meta l4proto . {ip} daddr . th dport"
+            f" map @pub_ip{v}",
+            f"add rule {INET} {TABLE} publish meta nfproto {nfproto} dnat {ip} to meta l4proto . th dport map @pub_any{v}",
+        ]
+    return "".join(line + "\n" for line in lines)
 
 
 @dataclass(frozen=True)
 class Published:
-    """One published port: ``host_ip`` None means every local address."""
+    """One published port: ``host_ip`` None means every local address of the container address's family."""
 
     proto: str
     host_ip: str | None
@@ -198,19 +216,30 @@ class Published:
     container_ip: str
     container_port: int
 
+    @property
+    def ipv6(self) -> bool:
+        return ":" in self.container_ip
+
+
+PUBLISH_MAPS = ("pub_any4", "pub_ip4", "pub_any6", "pub_ip6")
+
 
 def published_elements(ports: Sequence[Published], op: Literal["add", "delete"]) -> list[Json]:
     """Map elements that publish (or withdraw) a container's ports; O(1) each, whatever the count."""
-    any_ip = [[{"concat": [p.proto, p.host_port]}, {"concat": [p.container_ip, p.container_port]}]
-              for p in ports if p.host_ip is None]
-    one_ip = [[{"concat": [p.proto, p.host_ip, p.host_port]}, {"concat": [p.container_ip, p.container_port]}]
-              for p in ports if p.host_ip is not None]
-    return _elements(op, INET, "pub_any4", any_ip) + _elements(op, INET, "pub_ip4", one_ip)
+    cmds: list[Json] = []
+    for v6, suffix in ((False, "4"), (True, "6")):
+        family = [p for p in ports if p.ipv6 == v6]
+        any_ip = [[{"concat": [p.proto, p.host_port]}, {"concat": [p.container_ip, p.container_port]}]
+                  for p in family if p.host_ip is None]
+        one_ip = [[{"concat": [p.proto, p.host_ip, p.host_port]}, {"concat": [p.container_ip, p.container_port]}]
+                  for p in family if p.host_ip is not None]
+        cmds += _elements(op, INET, f"pub_any{suffix}", any_ip) + _elements(op, INET, f"pub_ip{suffix}", one_ip)
+    return cmds
 
 
 def published_replace(ports: Sequence[Published]) -> list[Json]:
-    """Both published-port maps emptied and refilled with exactly ``ports``, in one atomic batch."""
-    flush = [{"flush": {"map": {"family": INET, "table": TABLE, "name": name}}} for name in ("pub_any4", "pub_ip4")]
+    """Every published-port map emptied and refilled with exactly ``ports``, in one atomic batch."""
+    flush = [{"flush": {"map": {"family": INET, "table": TABLE, "name": name}}} for name in PUBLISH_MAPS]
     return flush + published_elements(ports, "add")
 
 
