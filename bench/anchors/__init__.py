@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
 
@@ -37,6 +37,8 @@ class Box(Protocol):
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]: ...
 
     def env(self) -> dict[str, str]: ...
+
+    def popen(self, argv: Sequence[str], **kw: Any) -> subprocess.Popen[Any]: ...
 
 
 def timed(fn: Callable[[], object]) -> float:

@@ -83,6 +83,7 @@ class Berth:
         self.network = self.engine.call("POST", "/networks/create",
                                         {"Name": NETWORK, "IPAM": {"Config": [{"Subnet": "10.90.0.0/16"}]}})["Id"]
         self.probe = self.start(PROBE, "bridge")
+        self.runs: list[str] = []
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         result = subprocess.run([*cli_argv(), *args], capture_output=True, text=True, env=self.box.env(), timeout=120)
@@ -135,6 +136,20 @@ class Berth:
                 timed(lambda: made.update(self.engine.call("POST", "/networks/create", {"Name": f"bn{i}"}))))
             out["berth API network rm"].append(timed(lambda: self.engine.call("DELETE", f"/networks/{made['Id']}")))
         return out
+
+    def run_rounds(self, rounds: int) -> Samples:
+        """``run -d`` until running (create + start) on the default bridge; the containers keep running
+        until :meth:`remove_runs`, so that memory can be read with them."""
+        out: Samples = {"berth API run -d": []}
+        for _ in range(rounds):
+            name = f"run{len(self.runs)}"
+            out["berth API run -d"].append(timed(lambda: self.runs.append(self.start(name, "bridge"))))
+        return out
+
+    def remove_runs(self) -> None:
+        for container in self.runs:
+            self.engine.call("DELETE", f"/containers/{container}?force=1")
+        self.runs.clear()
 
     # -- a network filling up --------------------------------------------------------------------
 

@@ -3,8 +3,12 @@
 - raw bridge: two bare namespaces on a bare Linux bridge (in a namespace of its own, so no firewall of
   berth's sees the traffic): what the kernel gives;
 - berth container to container on one berth network (berth's nft forward rules in the path);
-- the host to a container directly, and through a published port on 127.0.0.1 and on the gateway.
+- the host to a container directly, and through a published port on 127.0.0.1 and on the gateway;
+- hairpin: a container to its own published port through the gateway (DNAT back out of the port it
+  came in by), against container to container.
 iperf3 runs from the host's binary inside each namespace (nsenter), so only the network path differs.
+Every round runs each path once, starting one path later than the round before, so no path always
+follows the same one.
 """
 
 from __future__ import annotations
@@ -83,10 +87,13 @@ class Dataplane:
             "host to container, direct": lambda: self._client([], self.server_ip, 5201, seconds),
             "host to published port on 127.0.0.1": lambda: self._client([], "127.0.0.1", PUBLISHED, seconds),
             "host to published port on the gateway": lambda: self._client([], self.gateway, PUBLISHED, seconds),
+            "hairpin: container to its own published port": lambda: self._client(
+                ["nsenter", self.netns["dpb"]], self.gateway, PUBLISHED, seconds),
         }
+        order = list(paths.items())
         out: Samples = {}
-        for _ in range(rounds):
-            for label, run in paths.items():
+        for i in range(rounds):
+            for label, run in order[i % len(order):] + order[:i % len(order)]:
                 out.setdefault(label, []).append(run())
         return out
 

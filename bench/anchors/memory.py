@@ -3,20 +3,26 @@ throwaway host.
 
 RSS counts shared pages (the interpreter, libraries) in full for every process; PSS divides them among
 the processes sharing them, so PSS is the honest per-container cost and RSS the pessimistic one.
-``python -m anchors.memory`` prints ``{"berthd_rss": KiB, "containers": [[pss, rss], ...]}``.
+``python -m anchors.memory`` prints :func:`snapshot` (KiB).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 from anchors import Box, emit, in_box
 
 
+def take(box: Box) -> dict:
+    """One :func:`snapshot` of the throwaway host's processes."""
+    return in_box(box, "memory", timeout=120)
+
+
 def record(box: Box, into: dict[str, list[float]], endpoints: int) -> None:
     """Add berthd's RSS and the per-container PSS/RSS (MiB) at ``endpoints`` attached endpoints."""
-    snap = in_box(box, "memory", timeout=120)
+    snap = take(box)
     into.setdefault(f"berthd RSS, {endpoints} endpoints", []).append(snap["berthd_rss"] / 1024)
     if snap["containers"]:
         into.setdefault(f"per container PSS, {len(snap['containers'])} containers", []).extend(
@@ -37,6 +43,8 @@ def _field(path: Path, key: str) -> int:
 
 
 def snapshot() -> dict:
+    """berthd's RSS and each berth container (monitor and its descendants) as [PSS, RSS]; the same for a
+    Docker daemon in the host: dockerd + containerd RSS, and each container-shim with its descendants."""
     procs: dict[int, tuple[str, int, int, int]] = {}  # pid -> (cmdline, ppid, pss, rss)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -58,13 +66,24 @@ def snapshot() -> dict:
             out += tree(child)
         return out
 
-    berthd = sum(rss for cmd, _, _, rss in procs.values() if "berth.api.daemon" in cmd)
-    containers = []
-    for pid, (cmd, _, _, _) in procs.items():
-        if "berth.runtime.monitor" in cmd:
-            members = tree(pid)
-            containers.append([sum(procs[p][2] for p in members), sum(procs[p][3] for p in members)])
-    return {"berthd_rss": berthd, "containers": containers}
+    def program(cmd: str) -> str:
+        return os.path.basename(cmd.split(" ", 1)[0])
+
+    def trees(match: Callable[[str], bool]) -> list[list[int]]:
+        found = []
+        for pid, (cmd, _, _, _) in procs.items():
+            if match(cmd):
+                members = tree(pid)
+                found.append([sum(procs[p][2] for p in members), sum(procs[p][3] for p in members)])
+        return found
+
+    return {
+        "berthd_rss": sum(rss for cmd, _, _, rss in procs.values() if "berth.api.daemon" in cmd),
+        "containers": trees(lambda cmd: "berth.runtime.monitor" in cmd),
+        "docker_daemons_rss": sum(rss for cmd, _, _, rss in procs.values()
+                                  if program(cmd) in ("dockerd", "containerd")),
+        "docker_containers": trees(lambda cmd: program(cmd).startswith("containerd-shim")),
+    }
 
 
 if __name__ == "__main__":
