@@ -106,12 +106,12 @@ class DnsServer:
         self._forwards = 0
         # The UDP thread's own state: its epoll, its sockets (fd -> (socket, network id)), and the
         # requests other threads leave it (add a socket, close some, stop), signalled through an eventfd.
-        self._epoll = select.epoll()
-        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._epoll.register(self._wake, select.EPOLLIN)
+        # Made by start(), so a server that only answers calls to respond() holds no descriptors.
+        self._epoll: select.epoll | None = None
+        self._wake = -1
         self._udp: dict[int, tuple[socket.socket, str]] = {}
         self._requests: collections.deque[tuple[str, Any, threading.Event | None]] = collections.deque()
-        self._batch = batch.Batch()
+        self._batch: batch.Batch | None = None
         # Replies to repeated questions (minus the 2-byte id) for one table generation. Only answers with
         # at most one address are kept, so several containers behind one alias still rotate.
         self._cache: dict[tuple[str | None, bytes, bytes], bytes] = {}  # (network, querier, query[2:])
@@ -121,6 +121,10 @@ class DnsServer:
 
     def start(self) -> None:
         """Start both threads; listeners can be added from then on."""
+        self._epoll = select.epoll()
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._epoll.register(self._wake, select.EPOLLIN)
+        self._batch = batch.Batch()
         self._thread.start()
         self._udp_thread.start()
 
@@ -137,9 +141,10 @@ class DnsServer:
             self._thread.join(timeout=5)
         if not self._thread.is_alive():
             self.loop.close()
-        if not self._udp_thread.is_alive():
+        if self._epoll is not None and not self._udp_thread.is_alive():
             self._epoll.close()
             os.close(self._wake)
+            self._epoll, self._wake = None, -1
 
     def _call(self, coro: Any) -> Any:
         if not self._thread.is_alive():
@@ -212,6 +217,7 @@ class DnsServer:
 
     def _serve_udp(self) -> None:
         """Wait on every UDP socket at once and answer whichever is readable, until asked to stop."""
+        assert self._epoll is not None
         while True:
             for fd, _ in self._epoll.poll():
                 if fd == self._wake:
@@ -224,6 +230,7 @@ class DnsServer:
 
     def _handle_requests(self) -> bool:
         """Carry out what other threads asked for; False once asked to stop."""
+        assert self._epoll is not None
         os.eventfd_read(self._wake)
         running = True
         while self._requests:
@@ -246,6 +253,7 @@ class DnsServer:
     def _on_datagrams(self, sock: socket.socket, via: str) -> None:
         """Answer what is queued on a UDP socket, a batch per system call; repeated questions from the cache."""
         fd, b = sock.fileno(), self._batch
+        assert b is not None
         for _ in range(max(1, BURST // batch.SIZE)):
             received = b.receive(fd)
             cache = self._fresh_cache()
