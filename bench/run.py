@@ -46,7 +46,7 @@ class Plan:
     levels: list[int]  # k of the k-th attach
     fill_rounds: int  # connect/disconnect pairs per k
     limit: bool  # fill to the bridge's 1023 ports and show the refusal
-    seconds: int  # per iperf3 run
+    seconds: int  # per iperf3 run (a round runs every path once)
     rate_rounds: int
     dns: tuple[int, int]  # dns_bench.py --seconds, --rounds
 
@@ -56,7 +56,7 @@ class Plan:
             return cls(rounds=1, blocks=1, levels=[1, 3], fill_rounds=1, limit=False, seconds=1, rate_rounds=1,
                        dns=(1, 1))
         return cls(rounds=args.rounds, blocks=min(5, args.rounds), levels=[1, 100, 500, 1000], fill_rounds=10,
-                   limit=True, seconds=3, rate_rounds=8, dns=(5, 3))
+                   limit=True, seconds=2, rate_rounds=12, dns=(5, 3))
 
 
 class Runner:
