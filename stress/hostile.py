@@ -94,7 +94,7 @@ class Probe:
         except subprocess.TimeoutExpired:
             self.problems.append(f"berth {argv!r:.300}: no answer within 60 s")
             return None
-        except ValueError as err:  # an argv with NUL cannot even be passed to a process
+        except ValueError:  # an argv with NUL cannot even be passed to a process
             self.inputs -= 1
             return None
         problem = cli_problem(result, one_line=False)

@@ -21,7 +21,7 @@ from stress.stage import Stage
 SCENARIO = "swagger"
 SPEC = Path(__file__).with_name("engine-api-v1.41.json")
 MAX_DEPTH = 4
-REFS = ("bridge", "host", "none", "bb", "stress-none")  # some path values that exist, most that do not
+REFS = ("bridge", "host", "none", "stress-none")  # path values that exist, or not; never the image the suite runs
 
 
 class Strategies:
