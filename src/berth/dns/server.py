@@ -135,7 +135,8 @@ class DnsServer:
         for network_id in networks:
             self.unlisten(network_id)
         if self._udp_thread.is_alive():
-            self._ask_udp("stop", None, wait=True)
+            self._ask_udp("stop", None, wait=False)
+            self._udp_thread.join(timeout=5)
         if self._thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=5)
