@@ -108,25 +108,30 @@ def start_aardvark(conf: Path, listen: str, netns: str | None = None) -> int:
 def start_outside(work: Path) -> tuple[subprocess.Popen[bytes], int]:
     """The outside namespace (a sleeper holds it), a veth to it, and the upstream resolver there."""
     holder = subprocess.Popen(["unshare", "--net", "--", "sleep", "infinity"])
-    netns = f"/proc/{holder.pid}/ns/net"
-    deadline = time.monotonic() + 10
-    while os.stat(netns).st_ino == os.stat("/proc/self/ns/net").st_ino:  # until unshare has run
-        if time.monotonic() > deadline:
-            raise RuntimeError("the outside namespace did not appear")
-        time.sleep(0.01)
-    outside = ["nsenter", f"--net={netns}", "ip"]
-    subprocess.run(["ip", "link", "add", "bench0", "type", "veth", "peer", "name", "eth0", "netns", str(holder.pid)],
-                   check=True)
-    subprocess.run(["ip", "addr", "add", f"{LINK}/30", "dev", "bench0"], check=True)
-    subprocess.run(["ip", "link", "set", "bench0", "up"], check=True)
-    subprocess.run([*outside, "addr", "add", f"{UPSTREAM}/30", "dev", "eth0"], check=True)
-    subprocess.run([*outside, "link", "set", "eth0", "up"], check=True)
-    subprocess.run([*outside, "link", "set", "lo", "up"], check=True)
-    conf = work / "upstream"
-    conf.mkdir()
-    aardvark_config(conf, UPSTREAM, [("f" * 64, LINK, "forwarder")]
-                    + [(f"{i + NAMES:064x}", f"10.99.{i // 250}.{1 + i % 250}", f"ext{i}.bench.test") for i in range(FORWARDED)])
-    return holder, start_aardvark(conf, UPSTREAM, netns)
+    try:
+        netns = f"/proc/{holder.pid}/ns/net"
+        deadline = time.monotonic() + 10
+        while os.stat(netns).st_ino == os.stat("/proc/self/ns/net").st_ino:  # until unshare has run
+            if time.monotonic() > deadline:
+                raise RuntimeError("the outside namespace did not appear")
+            time.sleep(0.01)
+        outside = ["nsenter", f"--net={netns}", "ip"]
+        subprocess.run(["ip", "link", "add", "bench0", "type", "veth", "peer", "name", "eth0", "netns", str(holder.pid)],
+                       check=True)
+        subprocess.run(["ip", "addr", "add", f"{LINK}/30", "dev", "bench0"], check=True)
+        subprocess.run(["ip", "link", "set", "bench0", "up"], check=True)
+        subprocess.run([*outside, "addr", "add", f"{UPSTREAM}/30", "dev", "eth0"], check=True)
+        subprocess.run([*outside, "link", "set", "eth0", "up"], check=True)
+        subprocess.run([*outside, "link", "set", "lo", "up"], check=True)
+        conf = work / "upstream"
+        conf.mkdir()
+        aardvark_config(conf, UPSTREAM, [("f" * 64, LINK, "forwarder")]
+                        + [(f"{i + NAMES:064x}", f"10.99.{i // 250}.{1 + i % 250}", f"ext{i}.bench.test") for i in range(FORWARDED)])
+        return holder, start_aardvark(conf, UPSTREAM, netns)
+    except BaseException:
+        holder.kill()
+        holder.wait()
+        raise
 
 
 # -- probes and load ------------------------------------------------------------------------------
@@ -255,16 +260,20 @@ def inside(seconds: int, rounds: int) -> int:
 
     start_load = os.getloadavg()[0]
     servers = {"berth": BERTH, "aardvark-dns": AARDVARK}
-    holder, upstream_pid = start_outside(work)
-    berth = start_berth()
-    conf = work / "aardvark"
-    conf.mkdir()
-    aardvark_config(conf, AARDVARK, [("c" * 64, CLIENT, "client")]
-                    + [(container_id(i), container_address(i), f"web{i}") for i in range(NAMES)])
-    aardvark_pid = start_aardvark(conf, AARDVARK)
-    pids = {"berth": berth.pid, "aardvark-dns": aardvark_pid}
     figures = {(w, k): Figures() for w in workloads for k in servers}
+    holder: subprocess.Popen[bytes] | None = None
+    berth: subprocess.Popen[str] | None = None
+    daemons: list[int] = []  # aardvark-dns pids (they daemonize: not our children)
     try:
+        holder, upstream_pid = start_outside(work)
+        daemons.append(upstream_pid)
+        berth = start_berth()
+        conf = work / "aardvark"
+        conf.mkdir()
+        aardvark_config(conf, AARDVARK, [("c" * 64, CLIENT, "client")]
+                        + [(container_id(i), container_address(i), f"web{i}") for i in range(NAMES)])
+        daemons.append(start_aardvark(conf, AARDVARK))
+        pids = {"berth": berth.pid, "aardvark-dns": daemons[-1]}
         for label, address in servers.items():
             wait_for_answer(address, deadline=10, name="ext0.bench.test")
         for _ in range(rounds):
@@ -288,12 +297,14 @@ def inside(seconds: int, rounds: int) -> int:
             gaps.append(gap * 1000)
             setups.append(setup * 1000)
     finally:
-        berth.stdin.close()  # type: ignore[union-attr]
-        berth.wait(timeout=10)
-        for pid in (aardvark_pid, upstream_pid):
+        if berth is not None:
+            berth.stdin.close()  # type: ignore[union-attr]
+            berth.wait(timeout=10)
+        for pid in daemons:
             os.kill(pid, signal.SIGTERM)
-        holder.kill()
-        holder.wait()
+        if holder is not None:
+            holder.kill()
+            holder.wait()
         subprocess.run(["umount", "/etc/resolv.conf"], check=False)
         shutil.rmtree(work, ignore_errors=True)
 
