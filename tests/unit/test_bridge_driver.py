@@ -27,5 +27,5 @@ def test_a_full_bridge_is_reported_by_the_networks_name_as_a_refusal() -> None:
                         gateway4=None, gateway6=None)
     with pytest.raises(BridgeFull) as caught:
         BridgeDriver(FullKernel()).add(spec)
-    assert str(caught.value) == "network shop is full: a Linux bridge takes at most 1023 ports"
+    assert str(caught.value) == "network shop is full: a Linux bridge takes at most 1023 ports; disconnect or remove containers from it, or use another network"
     assert caught.value.status == 403

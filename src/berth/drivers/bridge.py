@@ -84,7 +84,7 @@ class BridgeDriver:
                 gateway6=endpoint.gateway6,
             )
         except BridgeFull:  # the user knows the network by its name, not by its bridge's
-            raise BridgeFull(f"network {network.name} is full: a Linux bridge takes at most 1023 ports") from None
+            raise BridgeFull(f"network {network.name} is full: a Linux bridge takes at most 1023 ports; disconnect or remove containers from it, or use another network") from None
         if not self._icc(network):
             try:
                 self.kernel.nft(rules.icc_off_elements(endpoint.host_ifname, "add"))
