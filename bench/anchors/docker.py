@@ -1,6 +1,7 @@
 """Docker's Engine API as an anchor: a Docker daemon (Debian's docker.io: dockerd with its own
-containerd, runc) started inside the throwaway host, never on the machine itself, where it would put
-its bridge and firewall rules into the machine's own network namespace.
+containerd, runc) started inside the throwaway host, in a network namespace of its own there; never on
+the machine itself, where it would put its bridge and firewall rules into the machine's own network
+namespace.
 
 The throwaway host has a fresh /sys, so its cgroup hierarchies are mounted again there; runc then
 creates the containers' cgroups under one parent named after the run, which :meth:`Docker.close`
@@ -57,12 +58,15 @@ class Docker:
         self.cgroups = cgroup_mounts()
         self._mount_cgroups()
         self.env = {**box.env(), "DOCKER_HOST": f"unix://{self.socket}"}
+        daemon = ["dockerd", "--data-root", str(self.dir / "data"), "--exec-root", str(self.dir / "exec"),
+                  "--pidfile", str(self.dir / "dockerd.pid"), "-H", f"unix://{self.socket}",
+                  "--storage-driver", "vfs", "--cgroup-parent", self.cgroup_parent]
         with open(self.dir / "dockerd.log", "wb") as log:
-            self.daemon = box.popen(
-                ["dockerd", "--data-root", str(self.dir / "data"), "--exec-root", str(self.dir / "exec"),
-                 "--pidfile", str(self.dir / "dockerd.pid"), "-H", f"unix://{self.socket}",
-                 "--storage-driver", "vfs", "--cgroup-parent", self.cgroup_parent, "--bip", "172.29.0.1/16"],
-                stdout=log, stderr=log)
+            # A network namespace of its own: Docker's bridge and iptables chains must not meet berthd's
+            # (berth would add itself to DOCKER-USER, and br_netfilter would run berth's bridged traffic
+            # through Docker's FORWARD chain), and they vanish with the daemon.
+            self.daemon = box.popen(["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "-",
+                                     *daemon], stdout=log, stderr=log)
         deadline = time.monotonic() + 60
         while not ping_socket(self.socket):
             if self.daemon.poll() is not None or time.monotonic() > deadline:
