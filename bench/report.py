@@ -180,7 +180,8 @@ def section_dataplane(r: Results) -> list[str]:
              "hairpin with container to container. Every round runs each path once; the ratio is the median of "
              "the per-round ratios.", ""]
     lines += table(r.rates, DATAPLANE, "Gbit/s", 1, lambda n: None, "") + skipped_rows(r, ("data plane",))
-    ratios = [f"| {n} | {dataplane_base(n)} | {paired(r, n):.2f} |" for n in DATAPLANE[1:] if paired(r, n) is not None]
+    ratios = [f"| {n} | {dataplane_base(n)} | {paired(r, n):.2f} |" for n in DATAPLANE[1:]
+              if dataplane_base(n) != n and paired(r, n) is not None]
     if ratios:
         lines += ["", "| path | compared with | ratio (median of per-round ratios) |", "|---|---|---|", *ratios]
     return lines
