@@ -174,8 +174,8 @@ class Store:
             if not sql.startswith("SELECT"):
                 if " networks" in sql:
                     self._networks.clear()
-                if " containers" in sql or " attachments" in sql:
-                    self._containers = None
+                if " containers" in sql:  # not attachments: a container row holds none of them, and
+                    self._containers = None  # reloading every container at each connect is O(containers)
             try:
                 return self._db.execute(sql, args)
             except sqlite3.Error as err:
