@@ -288,7 +288,10 @@ class Sandbox:
         if daemon is None:
             raise RuntimeError("berthd was not started by this sandbox")
         for pid in _children(daemon.pid):  # nsenter's child is berthd itself
-            os.kill(pid, sig)
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:  # it died (a fault's crash) and nsenter reaped it since the listing
+                pass
         daemon.wait(timeout=timeout)
         self._started.remove(daemon)
         self._daemon = None
