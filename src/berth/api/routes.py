@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -63,12 +64,24 @@ def make_router(engine: Engine) -> Callable[[Request], Response]:
                         return Response(err.status, {"message": err.message})
                     except Exception as err:  # noqa: BLE001 - a bug must answer 500, never kill the daemon
                         log.exception("%s %s failed", req.method, req.path)
-                        return Response(500, {"message": f"internal error: {err}"})
+                        return Response(500, {"message": failure_message(err)})
         if known_path:
             return Response(405, {"message": f"method {req.method} not allowed on {req.path}"})
         return Response(404, {"message": f"page not found"})
 
     return router
+
+
+# A full or read-only disk under berthd's state is the machine's condition, not a bug: say so plainly.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+def failure_message(err: Exception) -> str:
+    """The one line a client sees for an unexpected failure (the undo stack has already run)."""
+    if isinstance(err, OSError) and err.errno in STORAGE_ERRNOS:
+        where = f": {err.filename}" if err.filename else ""
+        return f"berthd cannot write its state ({err.strerror}{where})"
+    return f"internal error: {err}"
 
 
 def parse_filters(req: Request) -> dict[str, list[str]]:
