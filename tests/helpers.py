@@ -50,3 +50,34 @@ def kernel_snapshot(host: Any, root_run: Path) -> dict[str, Any]:
     netns_dir = root_run / "netns"
     files = sorted(p.name for p in netns_dir.iterdir()) if netns_dir.is_dir() else []
     return {"links": compact, "routes": routes, "nft": ruleset, "netns": files}
+
+
+def tcp_probe(address: str, port: int) -> list[str]:
+    """A TCP connect probe for busybox (its nc has no -z): connected means exit status 0."""
+    return ["sh", "-c", f"nc -w 1 {address} {port} </dev/null"]
+
+
+def unexpected_reachability(host: Any, layout: dict[str, str], address: dict[str, dict[str, str]], port: int,
+                            icc_off: set[str]) -> dict[tuple[str, str, str, str], bool]:
+    """Probe every ordered pair of containers with ICMP and TCP (to ``port``) on each of the target's
+    addresses, and return the probes whose outcome differs from the rules: reachable exactly when the
+    source shares that network, except on ICC-off networks; a container without addresses (``none``)
+    reaches nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    networks_of = {name: set(address.get(name, {})) for name in layout}
+
+    def expected(src: str, dst: str, net: str) -> bool:
+        return net in networks_of[src] and net not in icc_off
+
+    probes = [(src, dst, net, ip, proto) for src in layout for dst, nets in address.items() if src != dst
+              for net, ip in nets.items() for proto in ("icmp", "tcp")]
+
+    def probe(item: tuple[str, str, str, str, str]) -> tuple[tuple[str, str, str, str], bool]:
+        src, dst, net, ip, proto = item
+        argv = ["ping", "-c", "1", "-W", "2", ip] if proto == "icmp" else tcp_probe(ip, port)
+        return (src, dst, net, proto), host.berth("exec", src, *argv).returncode == 0
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        observed = dict(pool.map(probe, probes))
+    return {k: v for k, v in observed.items() if v != expected(k[0], k[1], k[2])}
