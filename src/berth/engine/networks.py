@@ -189,11 +189,11 @@ class Networks:
     def _taken_subnets(self) -> list[IPv4Network | IPv6Network]:
         return [cfg.subnet for book in self.ctx.addresses.values() for cfg in book.subnets]
 
-    def _reserved(self) -> list[IPv4Network | IPv6Network]:
-        """Host networks and resolver addresses an automatic subnet must avoid (Docker's rule, and VPN-aware)."""
-        reserved: list[IPv4Network | IPv6Network] = list(self.ctx.kernel.host_networks())
-        for ns in nameservers(self.ctx.host_resolv_text()):
-            reserved.append(ip_network(ns))
+    def _reserved(self, version: int) -> list[IPv4Network | IPv6Network]:
+        """Host networks and resolver addresses an automatic subnet of this IP version must avoid (Docker's
+        rule, and VPN-aware)."""
+        reserved: list[IPv4Network | IPv6Network] = list(self.ctx.kernel.host_networks(version))
+        reserved += [ip_network(ns) for ns in nameservers(self.ctx.host_resolv_text()) if ns.version == version]
         return reserved
 
     def _plan_addresses(self, net: Network, req: dict[str, Any]) -> NetworkAddresses:
@@ -205,11 +205,11 @@ class Networks:
                 raise Forbidden("Pool overlaps with other one on this address space")
         echo = [ipam_config.echo(cfg) for cfg in subnets]
         if not any(c.subnet.version == 4 for c in subnets):
-            auto = ipam_config.automatic(pick_subnet(config.DEFAULT_POOLS, taken, self._reserved()))
+            auto = ipam_config.automatic(pick_subnet(config.DEFAULT_POOLS, taken, self._reserved(4)))
             subnets.insert(0, auto)
             echo.insert(0, {"Subnet": str(auto.subnet), "Gateway": str(auto.gateway)})
         if net.enable_ipv6 and not any(c.subnet.version == 6 for c in subnets):
-            auto6 = ipam_config.automatic(pick_subnet(config.DEFAULT_POOLS_V6, taken, self._reserved()))
+            auto6 = ipam_config.automatic(pick_subnet(config.DEFAULT_POOLS_V6, taken, self._reserved(6)))
             subnets.append(auto6)
             echo.append({"Subnet": str(auto6.subnet), "Gateway": str(auto6.gateway)})
         net.ipam["Config"] = echo
@@ -330,7 +330,7 @@ class Networks:
         """Create the records of ``bridge``, ``host`` and ``none`` on first start (Docker's defaults)."""
         names = {n.name for n in self.ctx.store.networks(state=None)}
         if "bridge" not in names:
-            subnet = pick_subnet(config.DEFAULT_POOLS, self._taken_subnets(), self._reserved())
+            subnet = pick_subnet(config.DEFAULT_POOLS, self._taken_subnets(), self._reserved(4))
             auto = ipam_config.automatic(subnet)
             net = Network(
                 id=new_id(), name="bridge", driver="bridge", scope="local", created=now_rfc3339(),

@@ -191,13 +191,13 @@ class FakeKernel:
 
     # -- facts, sysctls, nft ---------------------------------------------------------------------
 
-    def host_networks(self) -> list[IPv4Network | IPv6Network]:
+    def host_networks(self, version: int | None = None) -> list[IPv4Network | IPv6Network]:
         ours = {l.name for l in self.host.values() if (l.alias or "").startswith("berth:")}
         nets = list(self._host_networks)
         for l in self.host.values():
             if l.name not in ours:
                 nets += [ip_network(a.network) for a in l.addresses]
-        return nets
+        return [n for n in nets if version is None or n.version == version]
 
     @staticmethod
     def _sysctl_link(key: str) -> str | None:
