@@ -294,9 +294,11 @@ def test_host_networks_exclude_berths_bridges(isolated: Callable[[Body], None]) 
         sh("ip", "addr", "add", "192.168.5.7/24", "dev", "uplink")
         sh("ip", "link", "set", "uplink", "up")
         sh("ip", "route", "add", "10.200.0.0/16", "dev", "uplink", "scope", "link")
-        nets = kernel.host_networks()
+        nets = kernel.host_networks(own_bridges=[BRIDGE])
         assert ip_network("192.168.5.0/24") in nets and ip_network("10.200.0.0/16") in nets
         assert ip_network("10.77.0.0/24") not in nets
+        assert ip_network("10.77.0.0/24") in kernel.host_networks()  # a bridge not berth's own: avoided
+        assert all(n.version == 6 for n in kernel.host_networks(6, own_bridges=[BRIDGE]))
 
     isolated(body)
 

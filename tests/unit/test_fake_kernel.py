@@ -145,7 +145,8 @@ def test_default_routes_are_replaced_removed_and_checked(kernel: FakeKernel) -> 
 def test_host_networks_leave_out_berths_bridges() -> None:
     kernel = FakeKernel(host_networks=[ip_network("192.168.5.0/24")])
     kernel.bridge_ensure(BRIDGE, alias=ALIAS, mtu=1500, addresses=[ip_interface("10.77.0.1/24")])
-    assert kernel.host_networks() == [ip_network("192.168.5.0/24")]
+    assert kernel.host_networks(own_bridges=[BRIDGE]) == [ip_network("192.168.5.0/24")]
+    assert ip_network("10.77.0.0/24") in kernel.host_networks()
 
 
 def test_sysctls_read_back_and_show_in_the_snapshot() -> None:

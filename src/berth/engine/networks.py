@@ -192,7 +192,8 @@ class Networks:
     def _reserved(self, version: int) -> list[IPv4Network | IPv6Network]:
         """Host networks and resolver addresses an automatic subnet of this IP version must avoid (Docker's
         rule, and VPN-aware)."""
-        reserved: list[IPv4Network | IPv6Network] = list(self.ctx.kernel.host_networks(version))
+        bridges = [n.bridge for n in self.ctx.store.networks(state=None) if n.bridge]
+        reserved: list[IPv4Network | IPv6Network] = list(self.ctx.kernel.host_networks(version, bridges))
         reserved += [ip_network(ns) for ns in nameservers(self.ctx.host_resolv_text()) if ns.version == version]
         return reserved
 

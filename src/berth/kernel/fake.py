@@ -10,7 +10,7 @@ import copy
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from berth.errors import KernelError
 from berth.kernel.types import Iface, LinkInfo
@@ -191,8 +191,8 @@ class FakeKernel:
 
     # -- facts, sysctls, nft ---------------------------------------------------------------------
 
-    def host_networks(self, version: int | None = None) -> list[IPv4Network | IPv6Network]:
-        ours = {l.name for l in self.host.values() if (l.alias or "").startswith("berth:")}
+    def host_networks(self, version: int | None = None, own_bridges: Iterable[str] = ()) -> list[IPv4Network | IPv6Network]:
+        ours = set(own_bridges)
         nets = list(self._host_networks)
         for l in self.host.values():
             if l.name not in ours:
