@@ -81,3 +81,39 @@ def unexpected_reachability(host: Any, layout: dict[str, str], address: dict[str
     with ThreadPoolExecutor(max_workers=12) as pool:
         observed = dict(pool.map(probe, probes))
     return {k: v for k, v in observed.items() if v != expected(k[0], k[1], k[2])}
+
+
+def in_throwaway_namespaces(body: Callable[[], None]) -> None:
+    """Run ``body`` in a forked child in new network and (private) mount namespaces, so kernel tests never
+    touch this machine's own networking; the child's traceback fails the calling test."""
+    import os
+    import traceback
+
+    import pytest
+
+    from berth.kernel import syscalls as sc
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns into pytest
+        os.close(read_end)
+        report, code = b"", 0
+        try:
+            outer_netns = os.stat("/proc/self/ns/net").st_ino
+            sc.unshare(sc.CLONE_NEWNET | sc.CLONE_NEWNS)
+            assert os.stat("/proc/self/ns/net").st_ino != outer_netns, "still in the machine's own netns"
+            sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+            body()
+        except BaseException:  # noqa: BLE001 - everything is reported to the parent
+            report, code = traceback.format_exc().encode(), 1
+        finally:
+            with os.fdopen(write_end, "wb") as out:
+                out.write(report)
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as inp:
+        report = inp.read()
+    _, status = os.waitpid(pid, 0)
+    if report:
+        pytest.fail(report.decode(errors="replace"), pytrace=False)
+    assert os.waitstatus_to_exitcode(status) == 0

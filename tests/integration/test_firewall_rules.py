@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import traceback
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +23,7 @@ import pytest
 
 from berth.firewall import rules
 from berth.kernel import syscalls as sc
+from tests.helpers import in_throwaway_namespaces
 
 pytestmark = pytest.mark.integration
 
@@ -65,33 +65,14 @@ while time.monotonic() < deadline:
 
 
 def _throwaway_host(body: Callable[[], None]) -> None:
-    """Run ``body`` in a forked child in new network and mount namespaces; its traceback fails the test."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never returns into pytest
-        os.close(read_end)
-        report, code = b"", 0
-        try:
-            outer_netns = os.stat("/proc/self/ns/net").st_ino
-            sc.unshare(sc.CLONE_NEWNET | sc.CLONE_NEWNS)
-            assert os.stat("/proc/self/ns/net").st_ino != outer_netns, "still in the machine's own netns"
-            sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-            os.makedirs("/run/netns", exist_ok=True)
-            sc.mount("tmpfs", "/run/netns", "tmpfs", 0, "mode=0755")
-            body()
-        except BaseException:  # noqa: BLE001 - everything is reported to the parent
-            report, code = traceback.format_exc().encode(), 1
-        finally:
-            with os.fdopen(write_end, "wb") as out:
-                out.write(report)
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as inp:
-        report = inp.read()
-    _, status = os.waitpid(pid, 0)
-    if report:
-        pytest.fail(report.decode(errors="replace"), pytrace=False)
-    assert os.waitstatus_to_exitcode(status) == 0
+    """Run ``body`` in throwaway network and mount namespaces, with a netns directory of its own."""
+
+    def setup_then_body() -> None:
+        os.makedirs("/run/netns", exist_ok=True)
+        sc.mount("tmpfs", "/run/netns", "tmpfs", 0, "mode=0755")
+        body()
+
+    in_throwaway_namespaces(setup_then_body)
 
 
 def sh(*argv: str, input: str | None = None) -> str:

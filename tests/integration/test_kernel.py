@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import threading
 import time
-import traceback
 from ipaddress import IPv4Address, IPv6Address, ip_interface, ip_network
 from pathlib import Path
 from typing import Callable, Iterator
@@ -18,6 +17,7 @@ import pytest
 from berth.errors import KernelError
 from berth.kernel import syscalls as sc
 from berth.kernel.host import Kernel
+from tests.helpers import in_throwaway_namespaces
 
 pytestmark = pytest.mark.integration
 
@@ -30,36 +30,19 @@ GW6 = IPv6Address("fd00:77::1")
 
 
 def _isolated(body: Body, scratch: Path) -> None:
-    """Run ``body`` in a forked child with its own network and mount namespaces and a tmpfs on
-    ``scratch``; a failure in the child fails the test with the child's traceback."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never returns into pytest
-        os.close(read_end)
-        report, code = b"", 0
+    """Run ``body`` in throwaway network and mount namespaces with a tmpfs on ``scratch`` and a kernel
+    layer of its own."""
+
+    def setup_then_body() -> None:
+        sc.mount("tmpfs", str(scratch), "tmpfs", 0, "mode=0755")
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        kernel = Kernel()
         try:
-            sc.unshare(sc.CLONE_NEWNET | sc.CLONE_NEWNS)
-            sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-            sc.mount("tmpfs", str(scratch), "tmpfs", 0, "mode=0755")
-            subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-            kernel = Kernel()
-            try:
-                body(kernel, scratch)
-            finally:
-                kernel.close()
-        except BaseException:  # noqa: BLE001 - everything is reported to the parent
-            report, code = traceback.format_exc().encode(), 1
+            body(kernel, scratch)
         finally:
-            with os.fdopen(write_end, "wb") as out:
-                out.write(report)
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as inp:
-        report = inp.read()
-    _, status = os.waitpid(pid, 0)
-    if report:
-        pytest.fail(report.decode(errors="replace"), pytrace=False)
-    assert os.waitstatus_to_exitcode(status) == 0
+            kernel.close()
+
+    in_throwaway_namespaces(setup_then_body)
 
 
 @pytest.fixture
