@@ -106,7 +106,12 @@ class Kernel:
         index = nl.index(ipr, name)
         if index is None:
             return None
-        return nl.link_infos(ipr, ipr.get_links(index))[0]
+        try:
+            return nl.link_infos(ipr, ipr.get_links(index))[0]
+        except nl.NetlinkError as err:  # removed between the lookup and the read (its netns went away)
+            if err.code == errno.ENODEV:
+                return None
+            raise
 
     def links(self, alias_prefix: str = KERNEL_MARK_PREFIX) -> list[LinkInfo]:
         ipr = self.ipr
