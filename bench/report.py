@@ -193,7 +193,7 @@ def section_memory(r: Results) -> list[str]:
 
     names = sorted(r.memory, key=order)
     lines = ["## 6. Memory", "",
-             "berthd's RSS; per berth container: its monitor process and the container's processes together; per "
+             "berthd's RSS (its monitor fork server included); per berth container: its monitor process and the container's processes together; per "
              "Docker container: its containerd-shim and the container's processes (PSS shares common pages "
              "fairly, RSS counts them in every process).", ""]
     return lines + table(r.memory, names, "MiB", 1, lambda n: None, "") + skipped_rows(r, ("berth", "docker API"))

@@ -24,7 +24,8 @@ from typing import Any
 from berth.testing.sandbox import Sandbox
 
 PROBE = Path(__file__).with_name("probe.py")
-MONITOR = "berth.runtime.monitor"
+MONITOR = "berth-monitor"        # a monitor's argv: berth-monitor <container-id>
+FORKSERVER = "berth-forkserver"  # berthd's child that forks the monitors
 DAEMON = "berth.api.daemon"
 
 
@@ -162,8 +163,8 @@ def _processes(procs: list[dict[str, Any]], running: dict[str, Any]) -> list[str
     bad = []
     monitors: dict[int, str] = {}
     for p in procs:
-        if MONITOR in p["argv"]:
-            monitors[p["pid"]] = p["argv"][p["argv"].index(MONITOR) + 1]
+        if p["argv"][:1] == [MONITOR]:
+            monitors[p["pid"]] = p["argv"][1]
     for pid, cid in monitors.items():
         c = running.get(cid)
         if c is None:
@@ -182,8 +183,11 @@ def _processes(procs: list[dict[str, Any]], running: dict[str, Any]) -> list[str
             pid = parent[pid]
         return False
 
+    daemons = {p["pid"] for p in procs if DAEMON in " ".join(p["argv"])}
     for p in procs:
-        if p["pid"] in monitors or DAEMON in " ".join(p["argv"]) or under_monitor(p["pid"]):
+        if p["pid"] in monitors or p["pid"] in daemons or under_monitor(p["pid"]):
+            continue
+        if p["argv"][:1] == [FORKSERVER] and p["ppid"] in daemons:
             continue
         if p["state"] == "Z":
             continue  # reaped by the sandbox's init at its next SIGCHLD

@@ -43,7 +43,7 @@ def _field(path: Path, key: str) -> int:
 
 
 def snapshot() -> dict:
-    """berthd's RSS and each berth container (monitor and its descendants) as [PSS, RSS]; the same for a
+    """berthd's RSS (with its monitor fork server) and each berth container (monitor and its descendants) as [PSS, RSS]; the same for a
     Docker daemon in the host: dockerd + containerd RSS, and each container-shim with its descendants."""
     procs: dict[int, tuple[str, int, int, int]] = {}  # pid -> (cmdline, ppid, pss, rss)
     for entry in Path("/proc").iterdir():
@@ -78,8 +78,9 @@ def snapshot() -> dict:
         return found
 
     return {
-        "berthd_rss": sum(rss for cmd, _, _, rss in procs.values() if "berth.api.daemon" in cmd),
-        "containers": trees(lambda cmd: "berth.runtime.monitor" in cmd),
+        "berthd_rss": sum(rss for cmd, _, _, rss in procs.values()
+                          if "berth.api.daemon" in cmd or cmd.startswith("berth-forkserver ")),
+        "containers": trees(lambda cmd: cmd.startswith("berth-monitor ")),
         "docker_daemons_rss": sum(rss for cmd, _, _, rss in procs.values()
                                   if program(cmd) in ("dockerd", "containerd")),
         "docker_containers": trees(lambda cmd: program(cmd).startswith("containerd-shim")),

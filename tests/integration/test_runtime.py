@@ -267,7 +267,6 @@ def test_kill_and_monitor_exit(box: Box) -> None:
 
     assert select.select([pidfd], [], [], 20)[0] == [pidfd]  # the monitor exits after the container
     os.close(pidfd)
-    os.waitpid(started.monitor_pid, 0)
     assert not box.rt.monitor_alive(spec.id, started.monitor_pid)
     box.rt.kill(started.pid, signal.SIGKILL)  # already gone: not an error
     box.rt.remove(spec.id)
@@ -315,5 +314,66 @@ def test_failed_start_is_a_clear_error_and_leaves_nothing_running(box: Box, tmp_
     with pytest.raises(KernelError, match=r"^cannot start container \w{12}: cannot mount the container's root"):
         box.rt.start(spec)
     leftover = [p for p in Path("/proc").iterdir() if p.name.isdigit() and p.name != str(os.getpid())
-                and b"berth.runtime.monitor" in (p / "cmdline").read_bytes()]
+                and (p / "cmdline").read_bytes().startswith(b"berth-monitor\0")]
     assert leftover == []
+
+
+def _parent(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no PPid for {pid}")
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie no longer has a command line) or reaped."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes() == b""
+    except OSError:
+        return True
+
+
+def _poll(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+@isolated
+def test_monitors_come_from_one_fork_server_and_show_their_container(box: Box) -> None:
+    specs = [box.spec(["sleep", "600"]) for _ in range(2)]
+    monitors = [box.rt.start(spec).monitor_pid for spec in specs]
+    server = _parent(monitors[0])
+    assert _parent(monitors[1]) == server != os.getpid()
+    assert Path(f"/proc/{server}/cmdline").read_bytes().rstrip(b"\0") == b"berth-forkserver"
+    for spec, pid in zip(specs, monitors):
+        assert Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0") == [b"berth-monitor", spec.id.encode()]
+        assert Path(f"/proc/{pid}/comm").read_text() == "berth-monitor\n"
+
+
+@isolated
+def test_a_killed_fork_server_is_replaced_and_its_monitors_live_on(box: Box) -> None:
+    first = box.spec(["sh", "-c", "echo first"])
+    started = box.rt.start(first)
+    server = _parent(started.monitor_pid)
+    os.kill(server, signal.SIGKILL)
+    _poll(lambda: _gone(server))
+    assert box.rt.monitor_alive(first.id, started.monitor_pid)
+    assert box.run(box.spec(["echo", "second"]))[0] == b"second\n"
+    sock = box.rt.attach(first.id, stdin=False, stdout=True, stderr=True, logs=True, stream=True)
+    box.rt.release(first.id)
+    assert demux(sock) == (b"first\n", b"")
+
+
+@isolated
+def test_closing_the_runtime_stops_the_fork_server_not_the_containers(box: Box) -> None:
+    spec = box.spec(["sleep", "600"])
+    started = box.rt.start(spec)
+    server = _parent(started.monitor_pid)
+    box.rt.close()
+    _poll(lambda: _gone(server))
+    assert box.rt.monitor_alive(spec.id, started.monitor_pid)
+    box.rt.release(spec.id)
+    box.rt.kill(started.pid, signal.SIGKILL)
+    assert box.wait_exit(spec.id)[0] == 137

@@ -45,7 +45,7 @@ def _crash_at(host, step: str, monkeypatch, *run_args: str) -> None:
 def test_a_crash_after_spawning_leaves_no_container_process(bb, monkeypatch):
     _crash_at(bb, "start-spawned", monkeypatch)
     assert inspect(bb, "inspect", "victim")[0]["State"]["Running"] is False
-    poll(lambda: "berth.runtime.monitor" not in ok(bb.run(["ps", "-eo", "args"])))
+    poll(lambda: "berth-monitor" not in ok(bb.run(["ps", "-eo", "args"])))
     ok(bb.berth("start", "victim"))  # and it can be started for real
     assert inspect(bb, "inspect", "victim")[0]["State"]["Running"]
 

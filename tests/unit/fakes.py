@@ -94,6 +94,9 @@ class FakeRuntime:
         started = self.running.get(container_id)
         return started is not None and started.monitor_pid == monitor_pid
 
+    def close(self) -> None:
+        pass
+
     def leftover(self, container_id: str) -> Started | None:
         return self.running.get(container_id)
 

@@ -80,6 +80,7 @@ class Engine:
 
     def close(self) -> None:
         self.watcher.stop()
+        self.ctx.runtime.close()
         if self.ctx.dns is not None:
             self.ctx.dns.stop()
         self.ctx.store.close()

@@ -32,6 +32,7 @@ MS_SHARED = 1 << 20
 MNT_DETACH = 2
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36
 
 # The C library already loaded into the interpreter: ctypes.util.find_library would run ``ldconfig -p``
@@ -93,3 +94,22 @@ def set_child_subreaper() -> None:
 
 def set_parent_death_signal(sig: int) -> None:
     _check(_libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0), f"prctl(PR_SET_PDEATHSIG, {sig})")
+
+
+def set_process_title(args: list[str], name: str) -> None:
+    """Show this process as ``args`` in ``ps`` and ``/proc/<pid>/cmdline``, and as ``name`` in ``top``.
+
+    A process forked without exec keeps its parent's command line. The kernel reads the command line from
+    the argument area of the original exec (``arg_start``..``arg_end`` in ``/proc/self/stat``), so the new
+    one is written over it, NUL-separated and NUL-padded; it must fit (the parent reserves the room).
+    Changing the area's bounds instead (``PR_SET_MM``) would need CAP_SYS_RESOURCE, which a root daemon in a
+    container often lacks.
+    """
+    fields = open("/proc/self/stat", "rb").read().rsplit(b")", 1)[1].split()
+    start, end = int(fields[45]), int(fields[46])  # fields 48 and 49; the list starts at field 3
+    title = b"\0".join(os.fsencode(a) for a in args) + b"\0"
+    if len(title) > end - start:
+        raise OSError(f"process title of {len(title)} bytes does not fit the {end - start} bytes of the argument area")
+    ctypes.memmove(start, title.ljust(end - start, b"\0"), end - start)
+    comm = ctypes.create_string_buffer(name.encode()[:15])
+    _check(_libc.prctl(PR_SET_NAME, ctypes.addressof(comm), 0, 0, 0), f"prctl(PR_SET_NAME, {name!r})")

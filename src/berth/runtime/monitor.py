@@ -1,4 +1,4 @@
-"""The per-container monitor: ``python -m berth.runtime.monitor <container-id> <spec.json> <status-fd>``.
+"""The per-container monitor, shown as ``berth-monitor <container-id>`` (forked by ``forkserver.py``).
 
 One small process per container, detached from berthd (own session), so containers outlive a daemon
 restart and a threaded daemon never forks into namespaces itself. It spawns the container (see
@@ -21,7 +21,6 @@ import os
 import selectors
 import signal
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -389,10 +388,8 @@ class Monitor:
         self.stdin_buf.clear()
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    spec_path, status_fd = Path(args[1]), int(args[2])
-    os.set_inheritable(status_fd, False)
+def run(spec_path: Path, status_fd: int) -> int:
+    """Spawn the container described at ``spec_path``, report on ``status_fd``, serve until it exited."""
     monitor = Monitor(json.loads(spec_path.read_text()), status_fd)
     try:
         pid = monitor.spawn()
@@ -403,7 +400,3 @@ def main(argv: list[str] | None = None) -> int:
     os.close(status_fd)
     monitor.serve()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,8 +2,8 @@
 
 berthd is multi-threaded, and forking a threaded process into namespaces is unsafe (``unshare(NEWNS)``
 even silently applies to one thread only), so every namespace operation happens in a freshly exec'd
-helper: one ``berth.runtime.monitor`` per container (detached: it outlives a daemon restart) and one
-``berth.runtime.nsexec`` per exec. Everything here is synchronous and keeps no per-container state in
+helper: one monitor per container (forked by ``berth.runtime.forkserver``, detached: it outlives a daemon
+restart) and one ``berth.runtime.nsexec`` per exec. Everything here is synchronous and keeps no per-container state in
 memory, so any daemon thread may call it and a restarted daemon finds running containers again from
 their run directories.
 """
@@ -14,6 +14,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,8 +26,9 @@ from typing import Iterator
 from berth.config import Paths
 from berth.errors import BerthError, Conflict, KernelError
 from berth.runtime import logs, unixsock
+from berth.runtime.forkserver import MONITOR_TITLE, ForkServer
 
-MONITOR_MODULE = "berth.runtime.monitor"
+FORKSERVER_MODULE = "berth.runtime.forkserver"
 NSEXEC_MODULE = "berth.runtime.nsexec"
 START_TIMEOUT = 30.0
 
@@ -72,6 +74,11 @@ def _helper(module: str, *args: str) -> list[str]:
 class Runtime:
     def __init__(self, paths: Paths | None = None) -> None:
         self.paths = paths or Paths.from_env()
+        self._forkserver = ForkServer(_helper(FORKSERVER_MODULE), _helper_env())
+
+    def close(self) -> None:
+        """Stop the monitor fork server (running monitors are not its to stop)."""
+        self._forkserver.close()
 
     # -- start and release ----------------------------------------------------------------------
 
@@ -89,11 +96,10 @@ class Runtime:
         status_r, status_w = os.pipe()
         try:
             with open(spec.run_dir / "monitor.log", "ab") as errlog:
-                proc = subprocess.Popen(
-                    _helper(MONITOR_MODULE, spec.id, str(spec_path), str(status_w)),
-                    pass_fds=(status_w,), start_new_session=True, stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL, stderr=errlog, cwd="/", env=_helper_env(),
-                )
+                monitor_pid = self._forkserver.spawn(spec.id, spec_path, status_w, errlog.fileno())
+        except BaseException:
+            os.close(status_r)
+            raise
         finally:
             os.close(status_w)
         try:
@@ -101,10 +107,10 @@ class Runtime:
         finally:
             os.close(status_r)
         if "pid" not in status:
-            self._reap(proc)
+            self._stop_silent(spec.id, monitor_pid)
             reason = status.get("error") or self._monitor_failure(spec.run_dir)
             raise KernelError(f"cannot start container {spec.id[:12]}: {reason}")
-        return Started(pid=int(status["pid"]), monitor_pid=proc.pid)
+        return Started(pid=int(status["pid"]), monitor_pid=monitor_pid)
 
     @staticmethod
     def _read_status(fd: int) -> dict:
@@ -126,11 +132,10 @@ class Runtime:
         except ValueError:
             return {"error": f"unreadable status from the container monitor: {data[:200]!r}"}
 
-    @staticmethod
-    def _reap(proc: subprocess.Popen) -> None:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+    def _stop_silent(self, container_id: str, monitor_pid: int) -> None:
+        """A monitor that gave no status in time is stopped (one that reported an error exits by itself)."""
+        if self.monitor_alive(container_id, monitor_pid):
+            self.kill(monitor_pid, signal.SIGKILL)
 
     @staticmethod
     def _monitor_failure(run_dir: Path) -> str:
@@ -225,7 +230,7 @@ class Runtime:
             args = Path(f"/proc/{monitor_pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return False
-        return MONITOR_MODULE.encode() in args and container_id.encode() in args
+        return args[:2] == [MONITOR_TITLE.encode(), container_id.encode()]
 
     def leftover(self, container_id: str) -> Started | None:
         """A live monitor of ``container_id`` that no record claims, found by the pid files it wrote.

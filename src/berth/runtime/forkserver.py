@@ -1,0 +1,204 @@
+"""Container monitors forked from one preloaded process, so they share its memory.
+
+Every running container has a monitor (see ``monitor.py``). Exec'd one by one, each would load its own
+interpreter and modules: about 6 MiB of private memory per container, more than Docker's Go shim. Forked
+from a single process that has already imported everything a monitor runs (and frozen its objects out of
+the garbage collector's reach, so collections do not copy the pages), a monitor starts in a couple of
+milliseconds and owns only the pages it writes: about 1 MiB.
+
+berthd starts the fork server on first use (``ForkServer.spawn``) and talks to it over a socket pair:
+one datagram per monitor carrying the container id and spec path, with the status pipe and the monitor's
+stderr attached as file descriptors; the answer is the new monitor's pid. The server is single-threaded
+(forking is only safe from a single-threaded process, which berthd is not), reaps its monitors, and exits
+when berthd's end closes. Monitors live on without it, as they live on without berthd: after a restart
+they are children of init, found again from their run directories.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+from berth.errors import KernelError
+
+MONITOR_TITLE = "berth-monitor"  # argv[0] of every monitor: ``berth-monitor <container-id>`` in ps
+SERVER_TITLE = "berth-forkserver"
+# Room in the server's own argument area for a monitor's title (its children's command line is written
+# over it): "berth-monitor", a 64-hex id, separators, plus a margin.
+_TITLE_ROOM = " " * 96
+_MAX_REQUEST = 65536
+
+
+class ForkServer:
+    """berthd's end: starts the server when first needed (again if it died) and asks it for monitors."""
+
+    def __init__(self, command: list[str], env: dict[str, str]) -> None:
+        self._command = command
+        self._env = env
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._sock: socket.socket | None = None
+
+    def spawn(self, container_id: str, spec_path: Path, status_fd: int, stderr_fd: int) -> int:
+        """Fork a monitor for ``container_id``; it reports on ``status_fd`` as an exec'd one would."""
+        request = json.dumps({"id": container_id, "spec": str(spec_path)}).encode()
+        with self._lock:
+            for attempt in (1, 2):
+                sock = self._connected()
+                try:
+                    socket.send_fds(sock, [request], [status_fd, stderr_fd])
+                except (BrokenPipeError, ConnectionResetError):
+                    self._forget()  # died since the last request; this one was not delivered: start anew
+                    if attempt == 2:
+                        raise KernelError("the container monitor server exits as soon as it starts") from None
+                    continue
+                answer = sock.recv(_MAX_REQUEST)
+                break
+        if not answer:
+            with self._lock:
+                self._forget()
+            raise KernelError("the container monitor server exited while starting a monitor")
+        reply = json.loads(answer)
+        if "error" in reply:
+            raise KernelError(f"cannot start a container monitor: {reply['error']}")
+        return int(reply["pid"])
+
+    def _connected(self) -> socket.socket:
+        if self._sock is not None and self._proc is not None and self._proc.poll() is None:
+            return self._sock
+        self._forget()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = subprocess.Popen(
+                [*self._command, str(theirs.fileno()), _TITLE_ROOM], pass_fds=(theirs.fileno(),),
+                start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd="/",
+                env=self._env,
+            )
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self._sock = ours
+        return ours
+
+    def _forget(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._proc is not None:
+            self._proc.wait()  # its end is closed: it exits, if it has not already
+            self._proc = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._forget()
+
+
+# -- the server process ----------------------------------------------------------------------------
+
+def _preload() -> None:
+    """Import everything a monitor runs, then keep the collector off these objects for good."""
+    import berth.runtime.monitor  # noqa: F401 - loaded here so forked monitors share it
+
+    gc.collect()
+    gc.freeze()
+
+
+def _monitor(sock: socket.socket, wakeup_r: int, request: dict, status_fd: int, stderr_fd: int) -> None:
+    """The forked child: become the container's monitor, never return."""
+    code = 1
+    try:
+        sock.close()
+        os.close(wakeup_r)
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setsid()
+        null = os.open("/dev/null", os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        os.dup2(stderr_fd, 2)
+        os.close(null)
+        os.close(stderr_fd)
+        from berth.kernel import syscalls
+        from berth.runtime import monitor
+
+        syscalls.set_process_title([MONITOR_TITLE, request["id"]], MONITOR_TITLE)
+        code = monitor.run(Path(request["spec"]), status_fd)
+    except BaseException:  # noqa: BLE001 - whatever happened, the child must not return into the server
+        traceback.print_exc()
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _serve(sock: socket.socket) -> None:
+    wakeup_r, wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wakeup_w, warn_on_full_buffer=False)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    selector = selectors.DefaultSelector()
+    selector.register(sock, selectors.EVENT_READ)
+    selector.register(wakeup_r, selectors.EVENT_READ)
+    while True:
+        for key, _ in selector.select():
+            if key.fd == wakeup_r:
+                while True:
+                    try:
+                        if not os.read(wakeup_r, 4096):
+                            break
+                    except BlockingIOError:
+                        break
+                _reap()
+                continue
+            message, fds, _, _ = socket.recv_fds(sock, _MAX_REQUEST, 2, socket.MSG_CMSG_CLOEXEC)
+            if not message:
+                return
+            try:
+                request = json.loads(message)
+                status_fd, stderr_fd = fds
+                pid = os.fork()
+                if pid == 0:
+                    _monitor(sock, wakeup_r, request, status_fd, stderr_fd)
+                reply = {"pid": pid}
+            except (ValueError, OSError) as err:
+                reply = {"error": str(err)}
+            for fd in fds:
+                os.close(fd)
+            try:
+                sock.send(json.dumps(reply).encode())
+            except OSError:  # berthd is gone; its monitors are not ours to stop
+                return
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def main(argv: list[str]) -> int:
+    """``python -m berth.runtime.forkserver <socket-fd> <title room>``, started by ``ForkServer``."""
+    sock = socket.socket(fileno=int(argv[0]))
+    from berth.kernel import syscalls
+
+    syscalls.set_process_title([SERVER_TITLE], SERVER_TITLE)
+    _preload()
+    _serve(sock)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
