@@ -270,6 +270,29 @@ def test_default_routes_are_replaced_and_removed(isolated: Callable[[Body], None
     isolated(body)
 
 
+def test_a_link_deletion_hands_the_default_routes_to_the_next_endpoint(isolated: Callable[[Body], None]) -> None:
+    def body(kernel: Kernel, scratch: Path) -> None:
+        bridge(kernel, v6=True)
+        path = scratch / "c"
+        kernel.netns_create(path)
+        attach(kernel, path, 2, v6=True)  # eth0 holds both default routes
+        attach(kernel, path, 3, v6=True, ifname="eth1", gateway4=None, gateway6=None)
+
+        def defaults() -> set[tuple[str | None, str | None]]:
+            return {(r["gateway"], r["dev"]) for r in kernel.netns_routes(path) if r["dst"] == "default"}
+
+        assert defaults() == {(str(GW4), "eth0"), (str(GW6), "eth0")}
+        kernel.netns_link_delete(path, "eth0", gateway4=GW4, gateway6=GW6)
+        assert defaults() == {(str(GW4), "eth1"), (str(GW6), "eth1")}
+        assert ping(path, str(GW4), tries=3)
+        kernel.netns_link_delete(path, "eth1")  # no successor: its routes simply die with it
+        assert defaults() == set()
+        with pytest.raises(KernelError, match="cannot set default route via 10.99.0.1 .*Network is unreachable"):
+            kernel.netns_link_delete(path, "eth1", gateway4=IPv4Address("10.99.0.1"))
+
+    isolated(body)
+
+
 def test_host_networks_exclude_berths_bridges(isolated: Callable[[Body], None]) -> None:
     def body(kernel: Kernel, scratch: Path) -> None:
         bridge(kernel)

@@ -101,7 +101,10 @@ class BridgeDriver:
         }
 
     def delete(self, endpoint: EndpointSpec) -> None:
-        self.kernel.netns_link_delete(endpoint.netns, endpoint.ifname)
+        """Unplug; ``endpoint.gateway4``/``gateway6``, when set, are the default routes the namespace
+        takes over from this endpoint (set in the same kernel round trip as the link's deletion)."""
+        self.kernel.netns_link_delete(endpoint.netns, endpoint.ifname, gateway4=endpoint.gateway4,
+                                      gateway6=endpoint.gateway6)
         self.forget(endpoint)
 
     def forget(self, endpoint: EndpointSpec) -> None:

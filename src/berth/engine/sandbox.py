@@ -127,12 +127,15 @@ class Sandboxes:
     def unplug(self, netns: Path, ep: Attachment, active: Sequence[Attachment]) -> None:
         """Remove one endpoint from a running container and hand the default route on if it had it."""
         net = self.network(ep.network_id)
-        rest = [x for x in active if x.network_id != ep.network_id]
+        spec = self._spec(net, netns, ep)
         owner_before = self.route_owner(active)
-        self.ctx.drivers[net.driver].delete(self._spec(net, netns, ep))
-        self.unregister_name(ep)
         if owner_before is not None and owner_before.network_id == ep.network_id:
-            self.set_routes(netns, self.route_owner(rest))
+            # Its default routes die with its link; the next owner's go in, in the same kernel round trip.
+            successor = self.route_owner([x for x in active if x.network_id != ep.network_id])
+            if successor is not None:
+                spec = replace(spec, gateway4=successor.gateway4, gateway6=successor.gateway6)
+        self.ctx.drivers[net.driver].delete(spec)
+        self.unregister_name(ep)
         book = self.ctx.addresses.get(net.id)
         if book is not None:
             book.release(ep.ipv4, ep.ipv6)

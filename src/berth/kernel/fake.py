@@ -160,27 +160,35 @@ class FakeKernel:
             raise KernelError(f"link {host_name} does not exist")
         self.host[host_name].kind = "veth"
 
-    def netns_link_delete(self, netns: str | Path, ifname: str) -> None:
-        inside = self.namespaces.get(str(netns), {})
-        link = inside.pop(ifname, None)
+    def netns_link_delete(self, netns: str | Path, ifname: str, *, gateway4: IPv4Address | None = None,
+                          gateway6: IPv6Address | None = None) -> None:
+        if str(netns) not in self.namespaces:
+            return
+        link = self.namespaces[str(netns)].pop(ifname, None)
         if link is not None:
             for name in [n for n, l in self.host.items() if l.kind == "veth" and l.mac == link.mac]:
                 del self.host[name]
                 self._forget_link(name)
             self._drop_routes(str(netns), ifname)
+        for family, gateway in ((4, gateway4), (6, gateway6)):
+            if gateway is not None:
+                self._set_default(netns, family, gateway)
+
+    def _set_default(self, netns: str | Path, family: int, gateway: IPv4Address | IPv6Address) -> None:
+        dev = next((l.name for l in self._netns(netns).values()
+                    if any(a.version == family and gateway in a.network for a in l.addresses)), None)
+        if dev is None:
+            raise KernelError(f"cannot set default route via {gateway} in {netns}: Network is unreachable")
+        self.routes[str(netns)][family] = (gateway, dev)
 
     def netns_set_default_routes(self, netns: str | Path, *, gateway4: IPv4Address | None,
                                  gateway6: IPv6Address | None) -> None:
-        inside, routes = self._netns(netns), self.routes[str(netns)]
+        routes = self.routes[str(netns)]
         for family, gateway in ((4, gateway4), (6, gateway6)):
             if gateway is None:
                 routes.pop(family, None)
-                continue
-            dev = next((l.name for l in inside.values()
-                        if any(a.version == family and gateway in a.network for a in l.addresses)), None)
-            if dev is None:
-                raise KernelError(f"cannot set default route via {gateway} in {netns}: Network is unreachable")
-            routes[family] = (gateway, dev)
+            else:
+                self._set_default(netns, family, gateway)
 
     def netns_links(self, netns: str | Path) -> list[LinkInfo]:
         return [self._info(i + 1, l) for i, l in enumerate(self._netns(netns).values())]
