@@ -83,26 +83,48 @@ def unexpected_reachability(host: Any, layout: dict[str, str], address: dict[str
     return {k: v for k, v in observed.items() if v != expected(k[0], k[1], k[2])}
 
 
-def in_throwaway_namespaces(body: Callable[[], None]) -> None:
+def in_throwaway_namespaces(body: Callable[[], None], *, pid: bool = False) -> None:
     """Run ``body`` in a forked child in new network and (private) mount namespaces, so kernel tests never
-    touch this machine's own networking; the child's traceback fails the calling test."""
+    touch this machine's own networking; the child's traceback fails the calling test.
+
+    With ``pid``, ``body`` runs as pid 1 of a new pid namespace with its own /proc: every process it
+    starts dies with it, and nothing it spawned is visible on the host.
+    """
+    import os
+
+    from berth.kernel import syscalls as sc
+
+    def isolated() -> None:
+        outer_netns = os.stat("/proc/self/ns/net").st_ino
+        sc.unshare(sc.CLONE_NEWNET | sc.CLONE_NEWNS | (sc.CLONE_NEWPID if pid else 0))
+        assert os.stat("/proc/self/ns/net").st_ino != outer_netns, "still in the machine's own netns"
+        sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+        if not pid:
+            body()
+            return
+
+        def as_init() -> None:
+            sc.mount("proc", "/proc", "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+            body()
+
+        _in_child(as_init)  # the first child after unshare(CLONE_NEWPID) is the namespace's pid 1
+
+    _in_child(isolated)
+
+
+def _in_child(body: Callable[[], None]) -> None:
+    """Run ``body`` in a forked child that never returns into pytest; its traceback fails the caller."""
     import os
     import traceback
 
     import pytest
 
-    from berth.kernel import syscalls as sc
-
     read_end, write_end = os.pipe()
     pid = os.fork()
-    if pid == 0:  # child: never returns into pytest
+    if pid == 0:
         os.close(read_end)
         report, code = b"", 0
         try:
-            outer_netns = os.stat("/proc/self/ns/net").st_ino
-            sc.unshare(sc.CLONE_NEWNET | sc.CLONE_NEWNS)
-            assert os.stat("/proc/self/ns/net").st_ino != outer_netns, "still in the machine's own netns"
-            sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
             body()
         except BaseException:  # noqa: BLE001 - everything is reported to the parent
             report, code = traceback.format_exc().encode(), 1
@@ -116,4 +138,4 @@ def in_throwaway_namespaces(body: Callable[[], None]) -> None:
     _, status = os.waitpid(pid, 0)
     if report:
         pytest.fail(report.decode(errors="replace"), pytrace=False)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert os.waitstatus_to_exitcode(status) == 0, f"child ended with status {status}"

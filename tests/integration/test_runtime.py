@@ -16,7 +16,6 @@ import struct
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +28,7 @@ from berth.runtime import etcfiles
 from berth.runtime.images import Image, ImageStore
 from berth.runtime.spawn import ContainerSpec, Runtime
 from berth.testing.images import busybox_rootfs_tar
+from tests.helpers import in_throwaway_namespaces
 
 pytestmark = pytest.mark.integration
 
@@ -41,36 +41,7 @@ def isolated(test: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(test)
     def wrapper(*args: Any, **kwargs: Any) -> None:
-        host_netns = os.stat("/proc/self/ns/net").st_ino
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                os.close(r)
-                sc.unshare(sc.CLONE_NEWNET | sc.CLONE_NEWNS | sc.CLONE_NEWPID)
-                sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-                inner = os.fork()
-                if inner == 0:
-                    try:
-                        sc.mount("proc", "/proc", "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
-                        assert os.stat("/proc/self/ns/net").st_ino != host_netns, "not in a throwaway netns"
-                        test(*args, **kwargs)
-                        os._exit(0)
-                    except BaseException:  # noqa: BLE001 - reported to the parent
-                        os.write(w, traceback.format_exc().encode())
-                        os._exit(1)
-                code = os.waitstatus_to_exitcode(os.waitpid(inner, 0)[1])
-            except BaseException:  # noqa: BLE001
-                os.write(w, traceback.format_exc().encode())
-            finally:
-                os._exit(code)
-        os.close(w)
-        with os.fdopen(r, "rb") as f:
-            report = f.read().decode(errors="replace")
-        status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-        if status != 0:
-            pytest.fail(report or f"isolated test exited with {status}", pytrace=False)
+        in_throwaway_namespaces(lambda: test(*args, **kwargs), pid=True)
 
     return wrapper
 
