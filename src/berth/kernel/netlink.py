@@ -9,7 +9,9 @@ calling thread (``netns.netlink_socket``) and handed to ``IPRoute(use_socket=...
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import struct
 import threading
 from contextlib import contextmanager
 from ipaddress import ip_interface
@@ -28,6 +30,9 @@ IFA_F_NODAD = 0x02
 RT_SCOPE_LINK = 253
 MAIN_TABLE = 254
 IFF_UP = 1
+SIOCGIFINDEX = 0x8933
+IFNAMSIZ = 16
+IFREQ_INDEX = "16si20x"  # struct ifreq (40 bytes) as SIOCGIFINDEX reads and fills it: name, index
 
 
 def reason(err: BaseException) -> str:
@@ -105,13 +110,28 @@ def kind(msg: Any) -> str:
 
 
 def index(ipr: IPRoute, name: str) -> int | None:
-    """One RTM_GETLINK by name (``link_lookup`` dumps every link, O(links) per call)."""
+    """The index of link ``name`` in ``ipr``'s namespace, None if there is none.
+
+    One ``SIOCGIFINDEX`` ioctl on the netlink socket itself: the kernel answers it in the socket's own
+    namespace, in microseconds. An RTM_GETLINK would cost a whole link message to decode (~0.7 ms in
+    pyroute2, three of them per attach); ``link_lookup`` dumps every link. Names too long for the ioctl
+    (alternative names) are asked for by netlink.
+    """
+    raw = name.encode()
+    if len(raw) >= IFNAMSIZ:
+        try:
+            return ipr.link("get", ifname=name)[0]["index"]
+        except NetlinkError as err:
+            if err.code == errno.ENODEV:
+                return None
+            raise
     try:
-        return ipr.link("get", ifname=name)[0]["index"]
-    except NetlinkError as err:
-        if err.code == errno.ENODEV:
+        reply = fcntl.ioctl(ipr.fileno(), SIOCGIFINDEX, struct.pack(IFREQ_INDEX, raw, 0))
+    except OSError as err:
+        if err.errno == errno.ENODEV:
             return None
         raise
+    return struct.unpack(IFREQ_INDEX, reply)[1]
 
 
 def addresses(ipr: IPRoute, ifindex: int) -> tuple[Iface, ...]:
