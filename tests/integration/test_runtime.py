@@ -348,3 +348,17 @@ def test_closing_the_runtime_stops_the_fork_server_not_the_containers(box: Box) 
     box.rt.release(spec.id)
     box.rt.kill(started.pid, signal.SIGKILL)
     assert box.wait_exit(spec.id)[0] == 137
+
+
+@isolated
+def test_a_stuck_fork_server_fails_one_start_clearly_and_is_replaced(box: Box) -> None:
+    from berth.runtime import forkserver
+
+    forkserver.ANSWER_TIMEOUT = 0.5  # this process only (a throwaway child)
+    started = box.rt.start(box.spec(["sleep", "600"]))
+    server = _parent(started.monitor_pid)
+    os.kill(server, signal.SIGSTOP)
+    with pytest.raises(KernelError, match="^the container monitor server stopped answering while starting a monitor$"):
+        box.rt.start(box.spec(["true"]))
+    _poll(lambda: _gone(server))
+    assert box.run(box.spec(["echo", "next"]))[0] == b"next\n"

@@ -36,6 +36,7 @@ SERVER_TITLE = "berth-forkserver"
 # over it): "berth-monitor", a 64-hex id, separators, plus a margin.
 _TITLE_ROOM = " " * 96
 _MAX_REQUEST = 65536
+ANSWER_TIMEOUT = 10.0  # a fork takes milliseconds; a server that does not answer is stuck, and replaced
 
 
 class ForkServer:
@@ -61,12 +62,15 @@ class ForkServer:
                     if attempt == 2:
                         raise KernelError("the container monitor server exits as soon as it starts") from None
                     continue
-                answer = sock.recv(_MAX_REQUEST)
+                try:
+                    answer = sock.recv(_MAX_REQUEST)
+                except TimeoutError:
+                    answer = b""
+                    self._kill()
+                if not answer:
+                    self._forget()
+                    raise KernelError("the container monitor server stopped answering while starting a monitor")
                 break
-        if not answer:
-            with self._lock:
-                self._forget()
-            raise KernelError("the container monitor server exited while starting a monitor")
         reply = json.loads(answer)
         if "error" in reply:
             raise KernelError(f"cannot start a container monitor: {reply['error']}")
@@ -88,8 +92,13 @@ class ForkServer:
             raise
         finally:
             theirs.close()
+        ours.settimeout(ANSWER_TIMEOUT)
         self._sock = ours
         return ours
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
 
     def _forget(self) -> None:
         if self._sock is not None:
