@@ -155,6 +155,39 @@ def test_crash_between_reserve_and_commit_is_repaired_on_restart(engine, monkeyp
     assert [n.name for n in engine.networks.all() if not n.builtin] == ["n"]
 
 
+@pytest.mark.parametrize("step", ["connect-recorded", "endpoint-reserved", "endpoint-plugged"])
+def test_failed_connect_of_a_running_container_changes_nothing(engine, monkeypatch, step):
+    engine.networks.create(net_req("n", "10.1.0.0/24"))
+    cid = run(engine, "c", "bridge")
+    hosts = engine.ctx.paths.container_dir(cid) / "hosts"
+    before = (engine.ctx.kernel.snapshot(), engine.ctx.store.attachments(container_id=cid), hosts.read_text())
+    monkeypatch.setenv("BERTH_FAULT", step)
+    with pytest.raises(InjectedFault):
+        engine.containers.connect("n", cid, {})
+    assert (engine.ctx.kernel.snapshot(), engine.ctx.store.attachments(container_id=cid), hosts.read_text()) == before
+    monkeypatch.delenv("BERTH_FAULT")
+    engine.containers.connect("n", cid, {})  # the address the failed attempt took is free again
+    assert [str(a.ipv4) for a in engine.ctx.store.attachments(network_id=engine.networks.resolve("n").id)] == ["10.1.0.2/24"]
+
+
+@pytest.mark.parametrize("step", ["connect-recorded", "endpoint-plugged"])
+def test_crash_in_connect_is_repaired_by_reconcile(engine, monkeypatch, step):
+    net = engine.networks.create(net_req("n", "10.1.0.0/24"))
+    cid = run(engine, "c", "bridge")
+    monkeypatch.setenv("BERTH_FAULT", step)
+    monkeypatch.setattr("berth.engine.containers.Undo.rollback", lambda self: None)  # a crash: no undo runs
+    with pytest.raises(InjectedFault):
+        engine.containers.connect("n", cid, {})
+    monkeypatch.undo()
+    engine.reconcile()
+    [record] = engine.ctx.store.attachments(network_id=net.id)
+    assert not record.active  # kept as a request without an endpoint, as after a stop
+    assert engine.ctx.kernel.bridge_port_count(net.bridge) == 0
+    engine.containers.disconnect("n", cid)
+    engine.containers.connect("n", cid, {})
+    assert engine.ctx.kernel.bridge_port_count(net.bridge) == 1
+
+
 def test_stale_marked_links_are_removed_and_foreign_ones_kept(engine):
     kernel = engine.ctx.kernel
     kernel.bridge_ensure("berth-stale", alias="berth:" + "0" * 64, mtu=1500, addresses=[])

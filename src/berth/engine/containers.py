@@ -21,7 +21,7 @@ from berth.errors import BerthError, Conflict, Forbidden, InvalidParameter, NotF
 from berth.firewall import rules
 from berth.model import Attachment, Container, ContainerState, Network, new_id, now_rfc3339
 from berth.runtime.spawn import ContainerSpec
-from berth.store.sqlite import cleared
+from berth.store.sqlite import Store, cleared
 
 log = logging.getLogger("berth.containers")
 
@@ -561,16 +561,18 @@ class Containers:
             self._check_endpoint_request(net, endpoint)
             a = self._attachment(c, net, endpoint, max((x.seq for x in existing), default=-1) + 1)
             with Undo() as undo:
-                self.ctx.store.add_attachment(a, state="active")
                 undo.push("attachment record", self.ctx.store.remove_attachment, c.id, net.id)
-                fault("connect-recorded")
-                if c.state.running:
-                    netns = self.netns_path(c)
-                    active = [x for x in existing if x.active]
-                    ep = self.sandboxes.plug(netns, a, active, undo, runtime=cni_runtime(c))
-                    self.ctx.store.set_endpoint(ep, state="active")
-                    self.sandboxes.write_etc(c, [*active, ep], kind)
-                    self.sandboxes.register_name(c, ep)
+                if not c.state.running:
+                    self.ctx.store.add_attachment(a, state="active")
+                    fault("connect-recorded")
+                    return
+                netns = self.netns_path(c)
+                active = [x for x in existing if x.active]
+                ep = self.sandboxes.plug(netns, a, active, undo, record=_record_connect(self.ctx.store),
+                                         runtime=cni_runtime(c))
+                self.ctx.store.set_endpoint(ep, state="active")
+                self.sandboxes.write_etc(c, [*active, ep], kind)
+                self.sandboxes.register_name(c, ep)
 
     def disconnect(self, net_ref: str, container_ref: str, force: bool = False) -> None:
         with self.ctx.lock:
@@ -635,6 +637,17 @@ class Containers:
             record = self.execs.get(exec_id)
             if record is not None:
                 record.running, record.exit_code = False, code
+
+
+def _record_connect(store: Store) -> Callable[[Attachment, str], None]:
+    """How a connect records a running container's endpoint: the attachment row and its pending
+    endpoint are written together (a crash after it is repaired like one after ``endpoint-reserved``)."""
+
+    def record(ep: Attachment, state: str) -> None:
+        store.put_attachment(ep, state)
+        fault("connect-recorded")
+
+    return record
 
 
 def _merge_env(base: list[str], extra: list[str]) -> list[str]:

@@ -248,6 +248,18 @@ class Store:
              *_endpoint_fields(a), state),
         )
 
+    def put_attachment(self, a: Attachment, state: str) -> None:
+        """Insert the attachment with its endpoint, or record the endpoint of the existing one: a
+        connect stores the attachment and its pending endpoint in one write (one commit, not two)."""
+        self._exec(
+            "INSERT INTO attachments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(container_id, network_id)"
+            " DO UPDATE SET endpoint_id=excluded.endpoint_id, ifname=excluded.ifname,"
+            " host_ifname=excluded.host_ifname, ipv4=excluded.ipv4, ipv6=excluded.ipv6, mac=excluded.mac,"
+            " gateway4=excluded.gateway4, gateway6=excluded.gateway6, state=excluded.state",
+            (a.container_id, a.network_id, a.seq, json.dumps(list(a.aliases)), a.ipv4_request, a.ipv6_request,
+             *_endpoint_fields(a), state),
+        )
+
     def set_endpoint(self, a: Attachment, state: str) -> None:
         """Record (or clear, when ``a.endpoint_id`` is None) the runtime half of an attachment."""
         self._exec(
