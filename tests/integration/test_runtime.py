@@ -202,6 +202,13 @@ def test_follow_logs_streams_until_exit(box: Box) -> None:
     stdin.close()
 
 
+def _finish(proc: Any) -> tuple[bytes, bytes, int]:
+    """Close the exec's stdin, read its output to the end (small: one pipe, then the other), wait."""
+    if proc.stdin is not None:
+        proc.stdin.close()
+    return proc.stdout.read(), proc.stderr.read(), proc.wait(20)
+
+
 @isolated
 def test_exec_into_a_running_container(box: Box) -> None:
     spec = box.spec(["sleep", "600"], hostname="svc")
@@ -209,16 +216,15 @@ def test_exec_into_a_running_container(box: Box) -> None:
     box.rt.release(spec.id)
     proc = box.rt.exec(started.pid, ["sh", "-c", "hostname; echo $PWD $FOO; ls /proc | grep -c '^[0-9]'"],
                        env=["PATH=/bin", "FOO=bar"], workdir="/tmp", stdin=False)
-    out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err
+    out, err, code = _finish(proc)
+    assert code == 0, err
     lines = out.decode().splitlines()
     assert lines[:2] == ["svc", "/tmp bar"]
     assert int(lines[2]) <= 5  # sleep, sh, ls, grep: the container's pid namespace, not the host's
     code = box.rt.exec(started.pid, ["sh", "-c", "exit 7"], env=["PATH=/bin"], workdir="/", stdin=False).wait(20)
     assert code == 7
     proc = box.rt.exec(started.pid, ["nosuch"], env=["PATH=/bin"], workdir="/", stdin=True)
-    out, err = proc.communicate(b"", timeout=20)
-    assert proc.returncode == 127 and err == b'exec: "nosuch": executable file not found in $PATH\n'
+    assert _finish(proc)[1:] == (b'exec: "nosuch": executable file not found in $PATH\n', 127)
     box.rt.kill(started.pid, signal.SIGKILL)
     assert box.wait_exit(spec.id)[0] == 137
 
@@ -358,7 +364,24 @@ def test_a_stuck_fork_server_fails_one_start_clearly_and_is_replaced(box: Box) -
     started = box.rt.start(box.spec(["sleep", "600"]))
     server = _parent(started.monitor_pid)
     os.kill(server, signal.SIGSTOP)
-    with pytest.raises(KernelError, match="^the container monitor server stopped answering while starting a monitor$"):
+    with pytest.raises(KernelError, match="^the fork server stopped answering while starting a container monitor$"):
         box.rt.start(box.spec(["true"]))
     _poll(lambda: _gone(server))
     assert box.run(box.spec(["echo", "next"]))[0] == b"next\n"
+
+
+@isolated
+def test_an_exec_is_a_forked_berth_exec_that_can_be_killed(box: Box) -> None:
+    spec = box.spec(["sleep", "600"])
+    started = box.rt.start(spec)
+    box.rt.release(spec.id)
+    proc = box.rt.exec(started.pid, ["sleep", "600"], env=["PATH=/bin"], workdir="/", stdin=False)
+    title = [b"berth-exec", str(started.pid).encode()]
+    _poll(lambda: Path(f"/proc/{proc.pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0") == title)
+    assert _parent(proc.pid) == _parent(started.monitor_pid)  # the fork server
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(0.2)
+    proc.kill()
+    assert proc.wait(20) == 137
+    box.rt.kill(started.pid, signal.SIGKILL)
+    assert box.wait_exit(spec.id)[0] == 137

@@ -1,8 +1,8 @@
-"""``python -m berth.runtime.nsexec <container-init-pid> <config-fd>``: run a command inside a container.
+"""Run a command inside a container: the body of ``berth-exec``, a process forked by ``forkserver.py``.
 
-A separate process because entering a mount namespace requires a single-threaded caller. The command,
-its environment and working directory arrive as JSON on ``config-fd`` rather than in argv (argv is world
-readable in /proc; env may hold secrets) or in this interpreter's own environment (a container's
+A process of its own because entering a mount namespace requires a single-threaded caller. The command,
+its environment and working directory arrive with the fork server's request rather than in argv (argv is
+world readable in /proc; env may hold secrets) or in an interpreter's environment (a container's
 LD_PRELOAD or PYTHONPATH must not reach this Python). The namespaces are entered in the order that keeps
 every later ``/proc`` path valid (mnt last), then a fork makes the command a member of the container's
 pid namespace. The exit status is the command's (128+n if killed by signal n).
@@ -10,7 +10,6 @@ pid namespace. The exit status is the command's (128+n if killed by signal n).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -43,11 +42,8 @@ def _child(config: dict) -> None:
     execute(config["cmd"], config["env"])
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    pid, config_fd = int(args[0]), int(args[1])
-    with os.fdopen(config_fd, "rb") as f:
-        config = json.loads(f.read())
+def run(pid: int, config: dict) -> int:
+    """Run ``config``'s command in the container whose init is ``pid``; return its exit status."""
     try:
         _enter(pid)
     except OSError as err:
@@ -66,7 +62,3 @@ def main(argv: list[str] | None = None) -> int:
     _, status = os.waitpid(child, 0)
     code = os.waitstatus_to_exitcode(status)
     return code if code >= 0 else 128 - code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,11 +1,11 @@
 """The runtime API the daemon uses: start, release, attach, logs, exit status, exec, kill, remove.
 
 berthd is multi-threaded, and forking a threaded process into namespaces is unsafe (``unshare(NEWNS)``
-even silently applies to one thread only), so every namespace operation happens in a freshly exec'd
-helper: one monitor per container (forked by ``berth.runtime.forkserver``, detached: it outlives a daemon
-restart) and one ``berth.runtime.nsexec`` per exec. Everything here is synchronous and keeps no per-container state in
-memory, so any daemon thread may call it and a restarted daemon finds running containers again from
-their run directories.
+even silently applies to one thread only), so every namespace operation happens in a helper process
+forked by the single-threaded ``berth.runtime.forkserver``: one monitor per container (detached: it
+outlives a daemon restart) and one ``nsexec`` helper per exec. Everything here is synchronous and keeps
+no per-container state in memory, so any daemon thread may call it and a restarted daemon finds running
+containers again from their run directories.
 """
 
 from __future__ import annotations
@@ -21,15 +21,14 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 from berth.config import Paths
 from berth.errors import BerthError, Conflict, KernelError
 from berth.runtime import logs, unixsock
-from berth.runtime.forkserver import MONITOR_TITLE, ForkServer
+from berth.runtime.forkserver import EXEC_TITLE, MONITOR_TITLE, ForkServer
 
 FORKSERVER_MODULE = "berth.runtime.forkserver"
-NSEXEC_MODULE = "berth.runtime.nsexec"
 START_TIMEOUT = 30.0
 
 
@@ -55,26 +54,67 @@ class Started:
     monitor_pid: int
 
 
-# The helpers need only the stdlib and berth itself, so they run with ``-S``: no site-packages scan and
-# no .pth hooks, which would otherwise cost every container start tens of milliseconds.
+# The fork server needs only the stdlib and berth itself, so it runs with ``-S``: no site-packages scan
+# and no .pth hooks.
 _BERTH_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def _helper_env() -> dict[str, str]:
-    """The helpers' interpreter environment: the daemon's own, never the container's."""
+    """The fork server's environment (so its helpers'): the daemon's own, never a container's."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_BERTH_ROOT, os.environ.get("PYTHONPATH")) if p)
     return env
 
 
-def _helper(module: str, *args: str) -> list[str]:
-    return [sys.executable, "-S", "-m", module, *args]
+class ExecProcess:
+    """A command running in a container, as ``Runtime.exec`` returns it: ``Popen``'s shape for a process
+    that is the fork server's child, not berthd's. Its exit status arrives on a pipe (the helper writes the
+    command's status there as it exits); a helper gone without writing it was killed: 137, as Docker says."""
+
+    def __init__(self, pid: int, stdin: BinaryIO | None, stdout: BinaryIO, stderr: BinaryIO, status_fd: int) -> None:
+        self.pid = pid
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self.returncode: int | None = None
+        self._status_fd = status_fd
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self._pidfd = None  # done already; its status is in the pipe
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is not None:
+            return self.returncode
+        poller = select.poll()
+        poller.register(self._status_fd, select.POLLIN)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        data = b""
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic()) * 1000
+            if not poller.poll(left):
+                raise subprocess.TimeoutExpired(EXEC_TITLE, timeout or 0)
+            chunk = os.read(self._status_fd, 64)
+            if not chunk:
+                break
+            data += chunk
+        os.close(self._status_fd)
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        self.returncode = int(data) if data.strip().lstrip(b"-").isdigit() else 128 + signal.SIGKILL
+        return self.returncode
+
+    def kill(self) -> None:
+        if self._pidfd is not None and self.returncode is None:
+            try:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 class Runtime:
     def __init__(self, paths: Paths | None = None) -> None:
         self.paths = paths or Paths.from_env()
-        self._forkserver = ForkServer(_helper(FORKSERVER_MODULE), _helper_env())
+        self._forkserver = ForkServer([sys.executable, "-S", "-m", FORKSERVER_MODULE], _helper_env())
 
     def close(self) -> None:
         """Stop the monitor fork server (running monitors are not its to stop)."""
@@ -96,7 +136,7 @@ class Runtime:
         status_r, status_w = os.pipe()
         try:
             with open(spec.run_dir / "monitor.log", "ab") as errlog:
-                monitor_pid = self._forkserver.spawn(spec.id, spec_path, status_w, errlog.fileno())
+                monitor_pid = self._forkserver.monitor(spec.id, spec_path, status_w, errlog.fileno())
         except BaseException:
             os.close(status_r)
             raise
@@ -256,20 +296,33 @@ class Runtime:
         except ProcessLookupError:
             pass
 
-    def exec(self, pid: int, cmd: list[str], *, env: list[str], workdir: str, stdin: bool) -> subprocess.Popen:
+    def exec(self, pid: int, cmd: list[str], *, env: list[str], workdir: str, stdin: bool) -> ExecProcess:
         """Run ``cmd`` inside the container whose init is ``pid``; the exit code is the command's."""
-        config_r, config_w = os.pipe()
+        ours: list[int] = []
+        theirs: list[int] = []
         try:
-            proc = subprocess.Popen(
-                _helper(NSEXEC_MODULE, str(pid), str(config_r)),
-                pass_fds=(config_r,), stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/", env=_helper_env(),
-            )
+            for _ in range(4 if stdin else 3):
+                r, w = os.pipe()
+                ours.append(r)
+                theirs.append(w)
+            if stdin:  # the first pipe is the command's stdin: it reads, we write
+                ours[0], theirs[0] = theirs[0], ours[0]
+            else:
+                ours.insert(0, -1)
+                theirs.insert(0, os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
+            config = {"cmd": cmd, "env": env, "workdir": workdir}
+            helper = self._forkserver.exec(pid, config, (theirs[0], theirs[1], theirs[2]), theirs[3])
+        except BaseException:
+            for fd in ours:
+                if fd >= 0:
+                    os.close(fd)
+            raise
         finally:
-            os.close(config_r)
-        with os.fdopen(config_w, "wb") as f:
-            f.write(json.dumps({"cmd": cmd, "env": env, "workdir": workdir}).encode())
-        return proc
+            for fd in theirs:
+                os.close(fd)
+        stdin_w, stdout_r, stderr_r, status_r = ours
+        return ExecProcess(helper, os.fdopen(stdin_w, "wb") if stdin_w >= 0 else None, os.fdopen(stdout_r, "rb"),
+                           os.fdopen(stderr_r, "rb"), status_r)
 
     def remove(self, container_id: str) -> None:
         """Delete the container's files (it must not be running); files already gone count as removed."""
