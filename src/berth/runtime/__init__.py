@@ -1,5 +1,5 @@
 """Container runtime: images (rootfs store), the per-container monitor, spawning, exec and /etc files.
 
-Kept import-free on purpose: the monitor and nsexec helpers run ``python -m berth.runtime.<x>`` once per
-container or exec, so pulling in anything here would cost every one of them start-up time and memory.
+Kept import-free on purpose: the fork server (``python -m berth.runtime.forkserver``) loads only what
+monitors and exec helpers run, and every module it imports is memory each of them shares or copies.
 """
