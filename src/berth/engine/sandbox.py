@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from ipaddress import IPv4Interface, IPv6Interface, ip_address, ip_interface
 from pathlib import Path
@@ -171,8 +170,8 @@ class Sandboxes:
     def write_etc(self, c: Container, active: Sequence[Attachment], mode: str) -> None:
         """hosts, hostname and resolv.conf as Docker writes them for the container's mode.
 
-        A file is rewritten only when its text changed (a connect usually changes hosts alone), each
-        compared with one raw read: this runs inside every connect and disconnect."""
+        A file is rewritten only when its text changed (hostname never does on a connect, resolv.conf only
+        when the container's resolver changes), compared as bytes: this runs in every connect and disconnect."""
         d = self.etc_dir(c)
         if mode == "host":
             import socket
@@ -194,7 +193,7 @@ class Sandboxes:
         for name, text in (("hosts", hosts), ("hostname", hostname + "\n"), ("resolv.conf", resolv)):
             path = d / name
             try:
-                if _content(path) != text.encode():
+                if path.read_bytes() != text.encode():
                     etcfiles.write_in_place(path, text)  # same inode: the container's bind mount sees it
             except FileNotFoundError:
                 d.mkdir(parents=True, exist_ok=True)
@@ -232,18 +231,6 @@ class Sandboxes:
             return self.ctx.hosts_file.read_text()
         except OSError:
             return etcfiles.hosts_file("localhost", [])
-
-
-def _content(path: Path) -> bytes:
-    """A small file's bytes by one open and read (an /etc file of a container: a few hundred bytes)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def _result_fields(result: dict[str, Any], ifname: str) -> dict[str, Any]:
