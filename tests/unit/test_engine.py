@@ -116,6 +116,18 @@ def test_default_route_follows_docker_priority(engine):
     assert engine.ctx.kernel.routes[netns][4][0].exploded == "10.1.0.1"
 
 
+def test_disconnect_hands_the_default_routes_on_and_drops_an_ipv6_one_nobody_else_has(engine):
+    engine.networks.create(net_req("zeta", "10.1.0.0/24"))
+    engine.networks.create({"Name": "alpha", "EnableIPv6": True,
+                            "IPAM": {"Config": [{"Subnet": "10.2.0.0/24"}, {"Subnet": "fd00:2::/64"}]}})
+    cid = run(engine, "c", "zeta")
+    routes = engine.ctx.kernel.routes[str(engine.containers.netns_path(engine.containers.get(cid)))]
+    engine.containers.connect("alpha", cid, {})  # dual-stack: it takes both default routes
+    assert {f: (str(gw), dev) for f, (gw, dev) in routes.items()} == {4: ("10.2.0.1", "eth1"), 6: ("fd00:2::1", "eth1")}
+    engine.containers.disconnect("alpha", cid)
+    assert {f: (str(gw), dev) for f, (gw, dev) in routes.items()} == {4: ("10.1.0.1", "eth0")}
+
+
 def test_docker_rules_for_modes_and_connect(engine):
     engine.networks.create(net_req("n", "10.1.0.0/24"))
     cid = run(engine, "c", "n")
