@@ -1,5 +1,6 @@
 """Crashes and restarts: kill -9 of berthd at every named step and at random moments under load, of a
-container's monitor and of a container's process, and a reboot-like loss of all kernel state.
+container's monitor and of a container's process, of the fork server, and a reboot-like loss of all
+kernel state.
 
 Two witness containers run on their own network from the start. After every fault berthd is started
 again without it and must reconcile by itself: the invariants hold, the witnesses still run with the
@@ -199,6 +200,28 @@ def _kill_inside(stage: Stage, what: str, witnesses: Witnesses) -> None:
         report.faults_survived += 1
 
 
+def _kill_forkserver(stage: Stage, witnesses: Witnesses) -> None:
+    """kill -9 of the process monitors and exec helpers are forked from: running containers go on (the
+    witnesses' check execs into one), and the next run gets a new fork server."""
+    report = stage.report
+    found = stage.host.run(["pgrep", "-f", f"^{invariants.FORKSERVER}"])
+    if found.returncode != 0:
+        report.violation(SCENARIO, "kill -9 of the fork server: no fork server runs")
+        return
+    stage.host.run(["kill", "-9", *found.stdout.split()], check=True)
+    report.faults_injected += 1
+    api = stage.api()
+    try:
+        started = _run_victim(api)
+        if not started.ok:
+            report.violation(SCENARIO, f"kill -9 of the fork server: the next run failed: {started.message}")
+            return
+    finally:
+        api.close()
+    if _survived(stage, witnesses, "kill -9 of the fork server"):
+        report.faults_survived += 1
+
+
 def _reboot(stage: Stage, witnesses: Witnesses) -> None:
     """All processes, links, namespaces and nft tables gone: berthd restores the networks by itself."""
     report = stage.report
@@ -239,6 +262,7 @@ def run(stage: Stage) -> None:
     _random_kills(stage, witnesses, random.Random(6))
     _kill_inside(stage, "monitor", witnesses)
     _kill_inside(stage, "process", witnesses)
+    _kill_forkserver(stage, witnesses)
     _reboot(stage, witnesses)
     stage.report.figure(SCENARIO, "faults injected", stage.report.faults_injected - before[0])
     stage.report.figure(SCENARIO, "faults survived", stage.report.faults_survived - before[1])
