@@ -33,6 +33,15 @@ def test_run_interactive_passes_stdin(bb):
     assert ok(result) == "SHOUT\n"
 
 
+def test_exec_passes_stdin_streams_and_exit_code(bb):
+    ok(bb.berth("run", "-d", "--name", "box", "bb", "sleep", "600"))
+    assert ok(bb.berth("exec", "-i", "box", "tr", "a-z", "A-Z", input="whisper\n")) == "WHISPER\n"
+    result = bb.berth("exec", "box", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")
+    result = bb.berth("exec", "box", "nosuch")
+    assert result.returncode == 127 and "executable file not found" in result.stderr
+
+
 def test_user_network_connectivity_and_addresses(bb):
     ok(bb.berth("network", "create", "--subnet", "10.20.0.0/24", "mynet"))
     start_web(bb)
