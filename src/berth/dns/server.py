@@ -18,14 +18,14 @@ Policy choices:
 Why one server in berthd and not a process per network: any number of networks costs nothing extra,
 and table updates are plain method calls made by the engine, so the next query sees the new state.
 
-Two threads. UDP queries, nearly all of the load, are answered by a thread of their own that waits on
-every network's UDP socket with one epoll and drains a readable socket in batches
-(``recvmmsg``/``sendmmsg``, replies written in place, see ``batch``): no event loop bookkeeping, no
-task or future per query. Repeated questions are answered from a cache of encoded replies keyed by
-the network, the querier's address and the question's bytes (the id patched in), which every table
-change empties, so answers are never stale. What needs waiting (forwarding upstream, TCP clients)
-runs on an asyncio loop in the second thread; the UDP thread hands forwarded queries over a batch at
-a time.
+Two threads. UDP, nearly all of the load, is served by a thread of its own that waits with one epoll
+on every network's UDP socket and on the sockets to the upstreams: no event loop bookkeeping, no task
+or future per query. A readable listener is drained in batches (``recvmmsg``/``sendmmsg``, replies
+written in place, see ``batch``); a question already answered for the same querier since the table
+last changed is answered inside the batch with one dict lookup, from replies every table change
+empties, so answers are never stale. Forwarded UDP queries go out and come back in that same thread
+(``forward``: pooled connected sockets, random ids). TCP clients, and retries over TCP of answers
+truncated over UDP, run on an asyncio loop in the second thread.
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, Callable
 
 from berth.dns import batch, wire
+from berth.dns.forward import Forwarder
 from berth.dns.table import NameTable
-from berth.dns.upstream import query_tcp, query_udp
+from berth.dns.upstream import query_tcp
 
 log = logging.getLogger("berth.dns")
 
@@ -64,6 +65,21 @@ class _Listener:
 
     def __init__(self, udp: socket.socket, tcp: asyncio.AbstractServer) -> None:
         self.udp, self.tcp = udp, tcp
+
+
+class _Udp:
+    """A UDP socket as the UDP thread serves it: its network, its family's batch, and the replies it knows.
+
+    ``known`` maps a datagram's key (sender's address and message without id, see ``batch``) to the
+    reply after the id, for one table generation. Only answers with at most one address are kept, so
+    several containers behind one alias still rotate.
+    """
+
+    __slots__ = ("sock", "fd", "via", "batch", "known")
+
+    def __init__(self, sock: socket.socket, via: str, b: batch.Batch) -> None:
+        self.sock, self.fd, self.via, self.batch = sock, sock.fileno(), via, b
+        self.known: dict[bytes, bytes] = {}
 
 
 def _socket(address: str, port: int, kind: int) -> socket.socket:
@@ -103,19 +119,17 @@ class DnsServer:
         # A copy of the listened addresses, replaced whole under _lock and read without it: the loop
         # thread reads it while an engine thread may hold _lock waiting for the loop.
         self._addresses: frozenset[str] = frozenset()
-        self._forwards = 0
+        self._tcp_forwards = 0  # forwarded TCP queries in flight (loop thread)
         # The UDP thread's own state: its epoll, its sockets (fd -> (socket, network id)), and the
         # requests other threads leave it (add a socket, close some, stop), signalled through an eventfd.
         # Made by start(), so a server that only answers calls to respond() holds no descriptors.
         self._epoll: select.epoll | None = None
         self._wake = -1
-        self._udp: dict[int, tuple[socket.socket, str]] = {}
+        self._udp: dict[int, _Udp] = {}
         self._requests: collections.deque[tuple[str, Any, threading.Event | None]] = collections.deque()
-        self._batch: batch.Batch | None = None
-        # Replies to repeated questions (minus the 2-byte id) for one table generation. Only answers with
-        # at most one address are kept, so several containers behind one alias still rotate.
-        self._cache: dict[tuple[str | None, bytes, bytes], bytes] = {}  # (network, querier, query[2:])
-        self._cache_generation = -1
+        self._batches: dict[int, batch.Batch] = {}  # address family -> the UDP thread's buffers for it
+        self._generation = -1  # the table generation the sockets' known replies belong to
+        self._forwarder = Forwarder(timeout, self._watch, self._forwarded, self._truncated)
 
     # -- lifecycle and listeners (engine threads) -------------------------------------------------
 
@@ -124,7 +138,6 @@ class DnsServer:
         self._epoll = select.epoll()
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._epoll.register(self._wake, select.EPOLLIN)
-        self._batch = batch.Batch()
         self._thread.start()
         self._udp_thread.start()
 
@@ -143,6 +156,7 @@ class DnsServer:
         if not self._thread.is_alive():
             self.loop.close()
         if self._epoll is not None and not self._udp_thread.is_alive():
+            self._forwarder.close()
             self._epoll.close()
             os.close(self._wake)
             self._epoll, self._wake = None, -1
@@ -217,17 +231,21 @@ class DnsServer:
     # -- UDP (its own thread) ---------------------------------------------------------------------
 
     def _serve_udp(self) -> None:
-        """Wait on every UDP socket at once and answer whichever is readable, until asked to stop."""
+        """Wait on every UDP socket at once (listeners and upstreams) until asked to stop."""
         assert self._epoll is not None
+        poll, forwarder = self._epoll.poll, self._forwarder
+        timeout: float | None = None
         while True:
-            for fd, _ in self._epoll.poll():
-                if fd == self._wake:
+            for fd, _ in poll(-1 if timeout is None else timeout):
+                udp = self._udp.get(fd)
+                if udp is not None:
+                    self._on_datagrams(udp)
+                elif fd == self._wake:
                     if not self._handle_requests():
                         return
-                    continue
-                entry = self._udp.get(fd)  # None: closed by a request handled earlier in this round
-                if entry is not None:
-                    self._on_datagrams(*entry)
+                else:
+                    forwarder.readable(fd)  # False: closed by a request handled earlier in this round
+            timeout = forwarder.expire()
 
     def _handle_requests(self) -> bool:
         """Carry out what other threads asked for; False once asked to stop."""
@@ -238,7 +256,10 @@ class DnsServer:
             what, arg, done = self._requests.popleft()
             if what == "add":
                 sock, network_id = arg
-                self._udp[sock.fileno()] = (sock, network_id)
+                b = self._batches.get(sock.family)
+                if b is None:
+                    b = self._batches[sock.family] = batch.Batch(sock.family)
+                self._udp[sock.fileno()] = _Udp(sock, network_id, b)
                 self._epoll.register(sock.fileno(), select.EPOLLIN)
             elif what == "close":
                 for sock in arg:
@@ -251,30 +272,48 @@ class DnsServer:
                 done.set()
         return running
 
-    def _on_datagrams(self, sock: socket.socket, via: str) -> None:
-        """Answer what is queued on a UDP socket, a batch per system call; repeated questions from the cache."""
-        fd, b = sock.fileno(), self._batch
-        assert b is not None
+    def _watch(self, fd: int, on: bool) -> None:
+        """Add or remove one of the forwarder's upstream sockets (UDP thread only)."""
+        assert self._epoll is not None
+        if on:
+            self._epoll.register(fd, select.EPOLLIN)
+        else:
+            self._epoll.unregister(fd)
+
+    def _on_datagrams(self, udp: _Udp) -> None:
+        """Answer what is queued on a UDP socket, a batch per system call; known questions inside ``batch``."""
+        generation = self.table.generation  # read before any answer is made from the table
+        if generation != self._generation:
+            for other in self._udp.values():
+                other.known.clear()
+            self._generation = generation
+        b, fd, known, via = udp.batch, udp.fd, udp.known, udp.via
         for _ in range(max(1, BURST // batch.SIZE)):
-            received = b.receive(fd)
-            cache = self._fresh_cache()
-            forwards = []
-            for slot, host, question in received:
-                hit = cache.get((via, host, question))
-                if hit is not None:
-                    b.reply(slot, hit, 2)
-                    continue
-                data, address = b.message(slot), b.sender(slot)
-                reply = self.respond(data, address[0], via)
+            for slot, key in b.receive(fd, known):
+                data = b.message(slot, key)
+                reply, cacheable = self._answer(data, ip_address(b.host(key)), via)
                 if isinstance(reply, wire.Question):
-                    forwards.append((data, reply, address))
-                elif reply and not b.reply(slot, reply):
-                    self._send_one(sock, reply, address)
+                    self._forwarder.submit(data, reply, self._upstreams(ip_address(b.host(key)), via),
+                                           (udp.sock, b.sender(slot)))
+                elif reply:
+                    if cacheable:
+                        if len(known) >= CACHE_MAX:
+                            known.clear()
+                        known[key] = reply[2:]
+                    if not b.reply(slot, reply[2:]):
+                        self._send_one(udp.sock, reply, b.sender(slot))
             b.send(fd)  # a full send buffer drops replies: clients retry
-            if forwards:
-                self.loop.call_soon_threadsafe(self._forward_batch, sock, forwards, via)
-            if len(received) < batch.SIZE:
+            if b.received < batch.SIZE:
                 return
+
+    def _forwarded(self, client: tuple[socket.socket, tuple], q: wire.Question, reply: bytes) -> None:
+        """The forwarder's last word for a UDP client, cut to what the client takes."""
+        self._send_one(client[0], wire.fit(reply, q, q.udp_limit), client[1])
+
+    def _truncated(self, client: tuple[socket.socket, tuple], data: bytes, q: wire.Question,
+                   servers: list[str]) -> None:
+        """An upstream's answer did not fit UDP: ask again over TCP, on the loop thread."""
+        self.loop.call_soon_threadsafe(self._start_retry, client, data, q, servers)
 
     @staticmethod
     def _send_one(sock: socket.socket, reply: bytes, peer: tuple) -> None:
@@ -283,23 +322,7 @@ class DnsServer:
         except OSError as err:  # closed meanwhile, or a full buffer: the client retries
             log.debug("dns: send to %s: %s", peer, err)
 
-    # -- forwarding and TCP (loop thread) ---------------------------------------------------------
-
-    def _forward_batch(self, sock: socket.socket, forwards: list[tuple[bytes, wire.Question, tuple]],
-                       via: str) -> None:
-        self._forwards += len(forwards)  # counted in this thread only, like every change to it
-        for data, q, peer in forwards:
-            task = self.loop.create_task(self._forward_udp(sock, data, q, peer, via))
-            task.add_done_callback(self._forward_done)
-
-    def _forward_done(self, task: asyncio.Task) -> None:
-        self._forwards -= 1
-        if not task.cancelled() and task.exception() is not None:
-            log.error("dns: forwarding failed", exc_info=task.exception())
-
-    async def _forward_udp(self, sock: socket.socket, data: bytes, q: wire.Question, peer: tuple, via: str) -> None:
-        reply = await self.forward(data, q, peer[0], via, tcp=False)
-        self._send_one(sock, wire.fit(reply, q, q.udp_limit), peer)
+    # -- TCP and TCP retries (loop thread) --------------------------------------------------------
 
     async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, via: str) -> None:
         source = writer.get_extra_info("peername")[0]
@@ -310,11 +333,7 @@ class DnsServer:
                     data = await reader.readexactly(size)
                 reply = self.respond(data, source, via, tcp=True)
                 if isinstance(reply, wire.Question):
-                    self._forwards += 1
-                    try:
-                        reply = await self.forward(data, reply, source, via, tcp=True)
-                    finally:
-                        self._forwards -= 1
+                    reply = await self._forward_tcp(data, reply, self._upstreams(ip_address(source), via))
                 if not reply:
                     break
                 writer.write(struct.pack("!H", len(reply)) + reply)
@@ -323,6 +342,42 @@ class DnsServer:
             pass
         finally:
             writer.close()
+
+    def _start_retry(self, client: tuple[socket.socket, tuple], data: bytes, q: wire.Question,
+                     servers: list[str]) -> None:
+        self.loop.create_task(self._retry_tcp(client, data, q, servers)).add_done_callback(self._retry_done)
+
+    async def _retry_tcp(self, client: tuple[socket.socket, tuple], data: bytes, q: wire.Question,
+                         servers: list[str]) -> None:
+        reply = await self._forward_tcp(data, q, servers)
+        self._send_one(client[0], wire.fit(reply, q, q.udp_limit), client[1])
+
+    @staticmethod
+    def _retry_done(task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("dns: forwarding failed", exc_info=task.exception())
+
+    async def _forward_tcp(self, data: bytes, q: wire.Question, servers: list[str]) -> bytes:
+        """The first useful TCP answer of ``servers``, in the client's id; SERVFAIL when none answers.
+
+        SERVFAIL or REFUSED from one upstream moves on to the next, as a stub resolver would.
+        """
+        self._tcp_forwards += 1
+        try:
+            fallback = None
+            for server in servers:
+                try:
+                    reply = await query_tcp(server, data, self.timeout)
+                except (OSError, TimeoutError, asyncio.IncompleteReadError) as err:
+                    log.debug("dns: upstream %s: %s", server, err or type(err).__name__)
+                    continue
+                reply = wire.with_id(reply, q.id)
+                if wire.rcode(reply) not in (wire.SERVFAIL, wire.REFUSED):
+                    return reply
+                fallback = reply
+            return fallback or wire.error(data, q, wire.SERVFAIL)
+        finally:
+            self._tcp_forwards -= 1
 
     # -- answering -------------------------------------------------------------------------------
 
@@ -333,41 +388,33 @@ class DnsServer:
             querier = ip_address(source)
         except ValueError:
             return b""
-        key = (via, querier.packed, data[2:])
-        cached = self._fresh_cache().get(key)
-        if cached is not None:
-            return data[:2] + cached
+        return self._answer(data, querier, via, tcp)[0]
+
+    def _answer(self, data: bytes, querier: IPv4Address | IPv6Address, via: str | None,
+                tcp: bool = False) -> tuple[bytes | wire.Question, bool]:
+        """``respond``'s answer, and whether the same message from the same querier may get it again
+        until the table changes."""
         if len(data) < 12 or wire.is_response(data):
-            return b""
+            return b"", False
         try:
             q = wire.parse_question(data)
         except wire.WireError:
-            return wire.header_error(data, wire.FORMERR)
+            return wire.header_error(data, wire.FORMERR), False
         if q.opcode != 0:
-            return wire.header_error(data, wire.NOTIMP)
+            return wire.header_error(data, wire.NOTIMP), False
         if q.edns and q.edns_version != 0:
-            return wire.error(data, q, wire.BADVERS)
+            return wire.error(data, q, wire.BADVERS), False
         reply, cacheable = self._local(data, q, querier, via)
         if reply is not None:
-            reply = wire.fit(reply, q, wire.TCP_MAX if tcp else q.udp_limit)
-            if cacheable:
-                self._cache[key] = reply[2:]
-            return reply
+            return wire.fit(reply, q, wire.TCP_MAX if tcp else q.udp_limit), cacheable
         policy = self.table.policy(querier, via=via)
         if policy is None or not policy.forward:
-            return wire.error(data, q, wire.REFUSED)
+            return wire.error(data, q, wire.REFUSED), False
         if q.qtype in (wire.A, wire.AAAA, wire.ANY) and self._expanded_local_name(querier, q.name, via):
-            return wire.error(data, q, wire.NXDOMAIN)
-        if self._forwards >= MAX_FORWARDS:
-            return wire.error(data, q, wire.SERVFAIL)
-        return q
-
-    def _fresh_cache(self) -> dict[tuple[str | None, bytes, bytes], bytes]:
-        """The reply cache, emptied if the table changed since it was filled (or it grew too big)."""
-        if self._cache_generation != self.table.generation or len(self._cache) > CACHE_MAX:
-            self._cache.clear()
-            self._cache_generation = self.table.generation
-        return self._cache
+            return wire.error(data, q, wire.NXDOMAIN), False
+        if self._forwarder.in_flight + self._tcp_forwards >= MAX_FORWARDS:
+            return wire.error(data, q, wire.SERVFAIL), False
+        return q, False
 
     def _local(self, data: bytes, q: wire.Question, querier: IPv4Address | IPv6Address,
                via: str | None) -> tuple[bytes | None, bool]:
@@ -396,27 +443,10 @@ class DnsServer:
                 return True
         return False
 
-    async def forward(self, data: bytes, q: wire.Question, source: str, via: str | None, tcp: bool) -> bytes:
-        """The upstreams' reply, in the client's id; SERVFAIL when none answers.
-
-        SERVFAIL or REFUSED from one upstream moves on to the next, as a stub resolver would.
-        """
-        policy = self.table.policy(ip_address(source), via=via)
-        own = self.addresses()
-        candidates = list(policy.upstreams if policy and policy.upstreams else self.default_upstreams())
-        upstreams = [u for u in candidates if u not in own][:MAX_UPSTREAMS]
-        fallback = None
-        for server in upstreams:
-            try:
-                reply = await (query_tcp if tcp else query_udp)(server, data, self.timeout)
-                if not tcp and wire.truncated(reply):
-                    reply = await query_tcp(server, data, self.timeout)
-            except (OSError, TimeoutError, asyncio.IncompleteReadError) as err:
-                log.debug("dns: upstream %s: %s", server, err or type(err).__name__)
-                continue
-            reply = wire.with_id(reply, q.id)
-            if wire.rcode(reply) not in (wire.SERVFAIL, wire.REFUSED):
-                return reply
-            fallback = reply
-        return fallback or wire.error(data, q, wire.SERVFAIL)
-
+    def _upstreams(self, querier: IPv4Address | IPv6Address, via: str | None) -> list[str]:
+        """Where the querier's other questions go: its own ``--dns`` servers, else the host's, never
+        berth's own listeners (that would loop), at most three."""
+        policy = self.table.policy(querier, via=via)
+        own = self._addresses
+        candidates = policy.upstreams if policy and policy.upstreams else self.default_upstreams()
+        return [u for u in candidates if u not in own][:MAX_UPSTREAMS]

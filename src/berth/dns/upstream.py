@@ -2,8 +2,8 @@
 
 berthd forwards from the host's network namespace, so the host's own resolvers work as they are
 (systemd-resolved on 127.0.0.53 included, and link-local servers with a zone such as ``fe80::1%eth0``).
-Each forwarded query goes out from a fresh connected socket with a random id: a reply must come from
-the server asked, to the port used, with the id used, which makes spoofing answers impractical.
+UDP queries are forwarded by ``forward``; TCP ones (and retries of answers truncated over UDP) here,
+a fresh connection per query with a random id.
 """
 
 from __future__ import annotations
@@ -68,22 +68,6 @@ def sockaddr(server: str) -> tuple[int, tuple]:
 
 def _matches(reply: bytes, qid: int) -> bool:
     return len(reply) >= 12 and struct.unpack_from("!H", reply)[0] == qid and wire.is_response(reply)
-
-
-async def query_udp(server: str, query: bytes, timeout: float) -> bytes:
-    """One query over UDP; raises OSError or TimeoutError when the server does not answer in time."""
-    loop = asyncio.get_running_loop()
-    family, addr = sockaddr(server)
-    qid = random.getrandbits(16)
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.setblocking(False)
-        sock.connect(addr)
-        await loop.sock_sendall(sock, wire.with_id(query, qid))
-        async with asyncio.timeout(timeout):
-            while True:
-                reply = await loop.sock_recv(sock, wire.TCP_MAX)
-                if _matches(reply, qid):
-                    return reply
 
 
 async def query_tcp(server: str, query: bytes, timeout: float) -> bytes:
