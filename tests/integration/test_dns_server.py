@@ -7,6 +7,7 @@ a real one) all live there, and vanish with the child.
 
 from __future__ import annotations
 
+import collections
 import os
 import socket
 import struct
@@ -19,6 +20,7 @@ from typing import Callable, Iterator
 import dnslib
 import pytest
 
+from berth.dns import forward
 from berth.dns.server import DnsServer
 from berth.dns.table import NameTable
 
@@ -30,6 +32,7 @@ DB, STRANGER = "10.54.0.2", "10.53.0.99"
 UPSTREAM, SILENT, CLOSED = "10.99.0.53", "10.99.0.54", "10.99.0.55"
 ADDRESSES = [GW1, GW2, WEB, CLIENT, DB, STRANGER, UPSTREAM, SILENT, CLOSED, GW1_6, WEB6, CLIENT6]
 IDS = {name: name[0] * 64 for name in ("web", "client", "db")}
+UPSTREAM_PORTS: list[int] = []  # the source port of every UDP query the upstream got (in the test's child)
 
 
 def in_netns(body: Callable[[], None], timeout: float = 60) -> None:
@@ -66,13 +69,15 @@ def in_netns(body: Callable[[], None], timeout: float = 60) -> None:
 # -- a resolver playing the internet ------------------------------------------------------------------
 
 def upstream_reply(data: bytes, tcp: bool) -> bytes:
-    """example.test has one address; big.test sixty (truncated over UDP, as a 512-byte server would);
+    """example.test and forged.test have one address; big.test sixty (truncated over UDP, as a 512-byte server would);
     broken.test is SERVFAIL; everything else NXDOMAIN."""
     request = dnslib.DNSRecord.parse(data)
     reply = request.reply()
     name = str(request.q.qname).rstrip(".").lower()
     if name == "example.test" and request.q.qtype == dnslib.QTYPE.A:
         reply.add_answer(dnslib.RR(name, dnslib.QTYPE.A, rdata=dnslib.A("198.51.100.7"), ttl=60))
+    elif name == "forged.test":
+        reply.add_answer(dnslib.RR(name, dnslib.QTYPE.A, rdata=dnslib.A("198.51.100.8"), ttl=60))
     elif name == "big.test":
         if not tcp:
             reply.header.tc = 1
@@ -86,6 +91,22 @@ def upstream_reply(data: bytes, tcp: bool) -> bytes:
     return bytes(reply.pack())
 
 
+def forgeries(data: bytes) -> list[bytes]:
+    """Answers to forged.test that a spoofer could send from the upstream's address: with another id,
+    and with the right id but another question."""
+    request = dnslib.DNSRecord.parse(data)
+    wrong_id = request.reply()
+    wrong_id.header.id = (request.header.id + 1) & 0xFFFF
+    other = dnslib.DNSRecord.question("forgeD.test.example")
+    other.header.id = request.header.id
+    wrong_question = other.reply()
+    out = []
+    for reply in (wrong_id, wrong_question):
+        reply.add_answer(dnslib.RR("forged.test", dnslib.QTYPE.A, rdata=dnslib.A("203.0.113.66"), ttl=60))
+        out.append(bytes(reply.pack()))
+    return out
+
+
 def run_upstream() -> None:
     """UDP and TCP on UPSTREAM:53; a socket on SILENT:53 that never answers; nothing on CLOSED."""
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -97,6 +118,10 @@ def run_upstream() -> None:
     def serve_udp() -> None:
         while True:
             data, peer = udp.recvfrom(4096)
+            UPSTREAM_PORTS.append(peer[1])
+            if b"\x06forged\x04test" in data:  # answers that must be ignored come first
+                for forged in forgeries(data):
+                    udp.sendto(forged, peer)
             udp.sendto(upstream_reply(data, tcp=False), peer)
 
     def serve_tcp() -> None:
@@ -209,6 +234,27 @@ def test_other_names_are_forwarded_over_udp_and_tcp_with_truncation_handled():
             plain = ask(GW1, "big.test")
             assert plain.header.tc and not plain.rr  # a 512-byte client is told to come back over TCP
             assert len(ask(GW1, "big.test", tcp=True).rr) == 60
+    in_netns(body)
+
+
+def test_answers_from_the_upstream_with_another_id_or_question_are_ignored():
+    def body() -> None:
+        for _ in serving():
+            assert addresses(ask(GW1, "forged.test")) == ["198.51.100.8"]
+    in_netns(body)
+
+
+def test_forwarded_queries_keep_changing_source_ports():
+    """Sockets to an upstream are pooled, but each carries a bounded number of queries on its random port."""
+    def body() -> None:
+        for _ in serving():
+            count = forward.POOL * forward.REOPEN + 100
+            for _ in range(count):
+                assert addresses(ask(GW1, "example.test")) == ["198.51.100.7"]
+            ports = collections.Counter(UPSTREAM_PORTS)
+            assert sum(ports.values()) == count
+            assert max(ports.values()) <= forward.REOPEN
+            assert len(ports) > forward.POOL
     in_netns(body)
 
 
