@@ -1,4 +1,4 @@
-"""berthd's DNS server: one asyncio loop in one thread, listening on every user network's gateway.
+"""berthd's DNS server, listening on every user network's gateway: a UDP thread and an asyncio thread.
 
 Containers on user-defined networks use their network's gateway address as nameserver. Names of
 containers sharing a network with the querier are answered from the table, by hand-built replies
@@ -120,7 +120,7 @@ class DnsServer:
         # thread reads it while an engine thread may hold _lock waiting for the loop.
         self._addresses: frozenset[str] = frozenset()
         self._tcp_forwards = 0  # forwarded TCP queries in flight (loop thread)
-        # The UDP thread's own state: its epoll, its sockets (fd -> (socket, network id)), and the
+        # The UDP thread's own state: its epoll, its listeners by fd, its forwarder, and the
         # requests other threads leave it (add a socket, close some, stop), signalled through an eventfd.
         # Made by start(), so a server that only answers calls to respond() holds no descriptors.
         self._epoll: select.epoll | None = None
