@@ -291,10 +291,10 @@ class DnsServer:
         for _ in range(max(1, BURST // batch.SIZE)):
             for slot, key in b.receive(fd, known):
                 data = b.message(slot, key)
-                reply, cacheable = self._answer(data, ip_address(b.host(key)), via)
+                querier = ip_address(b.host(key))
+                reply, cacheable = self._answer(data, querier, via)
                 if isinstance(reply, wire.Question):
-                    self._forwarder.submit(data, reply, self._upstreams(ip_address(b.host(key)), via),
-                                           (udp.sock, b.sender(slot)))
+                    self._forwarder.submit(data, reply, self._upstreams(querier, via), (udp.sock, b.sender(slot)))
                 elif reply:
                     if cacheable:
                         if len(known) >= CACHE_MAX:
