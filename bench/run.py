@@ -56,7 +56,7 @@ class Plan:
             return cls(rounds=1, blocks=1, levels=[1, 3], fill_rounds=1, limit=False, seconds=1, rate_rounds=1,
                        dns=(1, 1))
         return cls(rounds=args.rounds, blocks=min(5, args.rounds), levels=[1, 100, 500, 1000], fill_rounds=10,
-                   limit=True, seconds=2, rate_rounds=12, dns=(5, 3))
+                   limit=True, seconds=4, rate_rounds=16, dns=(5, 3))
 
 
 class Runner:
