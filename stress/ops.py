@@ -10,6 +10,14 @@ IMAGE = "bb"
 BUILTIN = ("bridge", "host", "none")
 
 
+def is_suite_image(api: Api, segment: str) -> bool:
+    """Whether ``/images/<segment>`` (already quoted) is the image every scenario runs: by its name, a tag
+    or a prefix of its id. Generated deletes skip it, or the scenarios after them would have no image."""
+    mine = (api.call("GET", f"/images/{IMAGE}/json").json() or {}).get("Id")
+    found = api.call("GET", f"/images/{segment}/json")
+    return found.ok and mine is not None and (found.json() or {}).get("Id") == mine
+
+
 def create_network(api: Api, name: str, subnet: str | None = None, **fields: object) -> Reply:
     body: dict[str, object] = {"Name": name, "Driver": "bridge", "CheckDuplicate": True, **fields}
     if subnet:
