@@ -253,9 +253,7 @@ class Store:
         connect stores the attachment and its pending endpoint in one write (one commit, not two)."""
         self._exec(
             "INSERT INTO attachments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(container_id, network_id)"
-            " DO UPDATE SET endpoint_id=excluded.endpoint_id, ifname=excluded.ifname,"
-            " host_ifname=excluded.host_ifname, ipv4=excluded.ipv4, ipv6=excluded.ipv6, mac=excluded.mac,"
-            " gateway4=excluded.gateway4, gateway6=excluded.gateway6, state=excluded.state",
+            f" DO UPDATE SET {_SET_ENDPOINT_FROM_INSERT}",
             (a.container_id, a.network_id, a.seq, json.dumps(list(a.aliases)), a.ipv4_request, a.ipv6_request,
              *_endpoint_fields(a), state),
         )
@@ -263,8 +261,7 @@ class Store:
     def set_endpoint(self, a: Attachment, state: str) -> None:
         """Record (or clear, when ``a.endpoint_id`` is None) the runtime half of an attachment."""
         self._exec(
-            "UPDATE attachments SET endpoint_id=?, ifname=?, host_ifname=?, ipv4=?, ipv6=?, mac=?, gateway4=?,"
-            " gateway6=?, state=? WHERE container_id=? AND network_id=?",
+            f"UPDATE attachments SET {_SET_ENDPOINT} WHERE container_id=? AND network_id=?",
             (*_endpoint_fields(a), state, a.container_id, a.network_id),
         )
 
@@ -299,8 +296,7 @@ class Store:
     def set_external(self, a: Attachment, state: str) -> None:
         """Record the endpoint half of an external endpoint (``ifname`` is its key and never changes)."""
         self._exec(
-            "UPDATE external_endpoints SET endpoint_id=?, ifname=?, host_ifname=?, ipv4=?, ipv6=?, mac=?,"
-            " gateway4=?, gateway6=?, state=? WHERE container_id=? AND ifname=?",
+            f"UPDATE external_endpoints SET {_SET_ENDPOINT} WHERE container_id=? AND ifname=?",
             (*_endpoint_fields(a), state, a.container_id, a.ifname),
         )
 
@@ -344,6 +340,13 @@ class Store:
     def cni_results(self) -> list[tuple[str, str]]:
         """(container id, network id) of every cached endpoint, for reconciliation."""
         return [(r[0], r[1]) for r in self._exec("SELECT container_id, network_id FROM cni_results").fetchall()]
+
+
+# The endpoint half of an attachment row and of an external endpoint row, in _endpoint_fields' order,
+# then the record state: one list for every statement that writes it.
+_ENDPOINT_COLUMNS = ("endpoint_id", "ifname", "host_ifname", "ipv4", "ipv6", "mac", "gateway4", "gateway6", "state")
+_SET_ENDPOINT = ", ".join(f"{c}=?" for c in _ENDPOINT_COLUMNS)
+_SET_ENDPOINT_FROM_INSERT = ", ".join(f"{c}=excluded.{c}" for c in _ENDPOINT_COLUMNS)
 
 
 def _endpoint_fields(a: Attachment) -> tuple[Any, ...]:
