@@ -23,8 +23,8 @@ def test_quick_stress_profile_finds_no_violation():
                             capture_output=True, text=True, timeout=600)
     report = result.stdout
     assert result.returncode == 0, report + result.stderr[-3000:]
-    assert "violations: 0" in report
-    assert "operations per second:" in report and "(held with zero errors)" in report
+    assert "violations: 0" in report, report
+    assert "operations per second:" in report and "(held with zero errors)" in report, report
     faults = re.search(r"^faults injected: (\d+), survived: (\d+)$", report, re.M)
     assert faults and int(faults[1]) >= 12 and faults[1] == faults[2], report  # every named step at least
-    assert "objects leaked: 0" in report and ", crashes: 0" in report
+    assert "objects leaked: 0" in report and ", crashes: 0" in report, report
