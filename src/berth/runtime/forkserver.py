@@ -79,6 +79,7 @@ class ForkServer:
                         raise KernelError("the fork server exits as soon as it starts") from None
                     continue
                 try:
+                    sock.settimeout(ANSWER_TIMEOUT)
                     answer = sock.recv(_MAX_REQUEST)
                 except TimeoutError:
                     answer = b""
@@ -108,7 +109,6 @@ class ForkServer:
             raise
         finally:
             theirs.close()
-        ours.settimeout(ANSWER_TIMEOUT)
         self._sock = ours
         return ours
 
