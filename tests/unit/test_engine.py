@@ -207,3 +207,18 @@ def test_stale_marked_links_are_removed_and_foreign_ones_kept(engine):
     report = engine.reconcile()
     assert "berth-stale" in report.removed_links
     assert "docker0" in kernel.host and "berth-stale" not in kernel.host
+
+
+def test_an_attach_is_registered_before_the_api_opens_the_stream(engine):
+    """``docker run`` starts the container as soon as the attach answers 101: a client registered only
+    after that could miss the output of a container that prints and exits at once."""
+    from berth.api import routes
+    from berth.api.http import Request
+
+    c = engine.containers.create("c", {"Image": "bb", "Cmd": ["echo", "hi"]})
+    req = Request("POST", f"/containers/{c.id}/attach", "HTTP/1.1", {"stream": ["1"], "stdout": ["1"]}, {}, None,
+                  params={"id": c.id})
+    response = routes.container_attach(engine, req)
+    assert response.hijack is not None and len(engine.containers.pending[c.id]) == 1  # before any 101 is sent
+    engine.containers.start(c.id)
+    assert engine.ctx.runtime.released == [c.id] and engine.containers.pending == {}

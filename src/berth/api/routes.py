@@ -369,8 +369,10 @@ def container_attach(engine: Engine, req: Request) -> Response:
 
         return Response(hijack=replay)
 
+    pending = engine.containers.attach(c.id, flags)
+
     def pipe(client: socket.socket, rfile: BinaryIO) -> None:
-        monitor = engine.containers.attach(c.id, flags)
+        monitor = engine.containers.attached(pending)
         if monitor is None:
             return
         _splice(client, rfile, monitor, flags["stdin"])

@@ -35,6 +35,7 @@ SHARED_MSG = "container sharing network namespace with another container or host
 class PendingAttach:
     """A client that attached before start: it receives the monitor connection once the container exists."""
 
+    container_id: str
     flags: dict[str, bool]
     ready: threading.Event = field(default_factory=threading.Event)
     sock: Any = None
@@ -371,18 +372,27 @@ class Containers:
 
     # -- attach before start --------------------------------------------------------------------
 
-    def attach(self, ref: str, flags: dict[str, bool], timeout: float | None = None) -> Any:
-        """A monitor connection for a running container; for a created one, wait until it starts."""
+    def attach(self, ref: str, flags: dict[str, bool]) -> PendingAttach:
+        """Register an attach client: a running container's monitor connection at once, a created one's when
+        it starts. The API registers before it tells the client the stream is open (``101``), so the start
+        a client sends right after that cannot let the container run before the client is there."""
         with self.ctx.lock:
             c = self.resolve(ref)
+            pending = PendingAttach(c.id, flags)
             if c.state.running:
-                return self.ctx.runtime.attach(c.id, **flags)
-            pending = PendingAttach(flags)
-            self.pending.setdefault(c.id, []).append(pending)
+                pending.sock = self.ctx.runtime.attach(c.id, **flags)
+                pending.ready.set()
+            else:
+                self.pending.setdefault(c.id, []).append(pending)
+            return pending
+
+    def attached(self, pending: PendingAttach, timeout: float | None = None) -> Any:
+        """The monitor connection of a registered client; None if the container was never started."""
         if not pending.ready.wait(timeout):
             with self.ctx.lock:
-                if pending in self.pending.get(c.id, []):
-                    self.pending[c.id].remove(pending)
+                waiting = self.pending.get(pending.container_id, [])
+                if pending in waiting:
+                    waiting.remove(pending)
             return None
         if pending.error:
             raise pending.error
