@@ -57,6 +57,21 @@ def tcp_probe(address: str, port: int) -> list[str]:
     return ["sh", "-c", f"nc -w 1 {address} {port} </dev/null"]
 
 
+def serving_addresses(host: Any, layout: dict[str, str], field: str, loopback: str,
+                      port: int) -> dict[str, dict[str, str]]:
+    """Each container of ``layout`` but those on ``none``, with its ``field`` address (``IPAddress``,
+    ``GlobalIPv6Address``) on every network it has, once its server answers on ``loopback``:``port``."""
+    address = {}
+    for name, net in layout.items():
+        if net != "none":
+            nets = inspect(host, "inspect", name)[0]["NetworkSettings"]["Networks"]
+            address[name] = {n: ep[field] for n, ep in nets.items()}
+            assert all(address[name].values()), (name, nets)
+    for name in address:
+        poll(lambda: host.berth("exec", name, *tcp_probe(loopback, port)).returncode == 0)
+    return address
+
+
 def unexpected_reachability(host: Any, layout: dict[str, str], address: dict[str, dict[str, str]], port: int,
                             icc_off: set[str]) -> dict[tuple[str, str, str, str], bool]:
     """Probe every ordered pair of containers with ICMP and TCP (to ``port``) on each of the target's

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import inspect, ok, poll, tcp_probe, unexpected_reachability
+from tests.helpers import ok, serving_addresses, tcp_probe, unexpected_reachability
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +29,7 @@ def test_reachability_matrix(bb):
         extra = ["-p", "18080:7000"] if name == "b1" else []
         ok(bb.berth("run", "-d", "--name", name, "--network", net, *extra, "bb", "sh", "-c", SERVE))
     ok(bb.berth("network", "connect", "B", "m"))
-    address = {}
-    for name in layout:
-        if name != "n":
-            nets = inspect(bb, "inspect", name)[0]["NetworkSettings"]["Networks"]
-            address[name] = {net: ep["IPAddress"] for net, ep in nets.items()}
-    for name in address:
-        poll(lambda: bb.berth("exec", name, *tcp_probe("127.0.0.1", 7000)).returncode == 0)
+    address = serving_addresses(bb, layout, "IPAddress", "127.0.0.1", 7000)
 
     assert unexpected_reachability(bb, layout, address, 7000, icc_off={"C"}) == {}
 

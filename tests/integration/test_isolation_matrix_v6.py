@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import inspect, ok, poll, tcp_probe, unexpected_reachability
+from tests.helpers import ok, serving_addresses, unexpected_reachability
 
 pytestmark = pytest.mark.integration
 
@@ -27,14 +27,7 @@ def test_reachability_matrix_over_ipv6(bb):
     for name, net in layout.items():
         ok(bb.berth("run", "-d", "--name", name, "--network", net, "bb", "sh", "-c", SERVE))
     ok(bb.berth("network", "connect", "B", "m"))
-    address = {}
-    for name in layout:
-        if name != "n":
-            nets = inspect(bb, "inspect", name)[0]["NetworkSettings"]["Networks"]
-            address[name] = {net: ep["GlobalIPv6Address"] for net, ep in nets.items()}
-            assert all(address[name].values()), (name, nets)
-    for name in address:
-        poll(lambda: bb.berth("exec", name, *tcp_probe("::1", 7000)).returncode == 0)
+    address = serving_addresses(bb, layout, "GlobalIPv6Address", "::1", 7000)
 
     assert unexpected_reachability(bb, layout, address, 7000, icc_off={"C"}) == {}
     for name, nets in address.items():
