@@ -198,7 +198,7 @@ def _serve(sock: socket.socket) -> None:
                             break
                     except BlockingIOError:
                         break
-                _reap()
+                reap_children()
                 continue
             message, fds, _, _ = socket.recv_fds(sock, _MAX_REQUEST, _MAX_FDS, socket.MSG_CMSG_CLOEXEC)
             if not message:
@@ -221,7 +221,9 @@ def _serve(sock: socket.socket) -> None:
                 return
 
 
-def _reap() -> None:
+def reap_children() -> None:
+    """Reap every child that has exited, without waiting for the others (after a SIGCHLD: several exits
+    may have been folded into one signal)."""
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)

@@ -27,6 +27,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, Sequence
 
+from berth.runtime.forkserver import reap_children
+
 OUTSIDE_HOST = "203.0.113.1"  # TEST-NET-3: documentation addresses, only ever inside a sandbox
 OUTSIDE_PEER = "203.0.113.2"
 OUTSIDE_NETNS = "outside"
@@ -354,17 +356,6 @@ class Sandbox:
 # -- the sandbox's init (pid 1) --------------------------------------------------------------------
 
 
-def _reap(_sig: int, _frame: FrameType | None) -> None:
-    """Reap every exited child: as pid 1, orphans of the whole sandbox become ours."""
-    while True:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
 def _terminate(_sig: int, _frame: FrameType | None) -> None:
     raise SystemExit(0)
 
@@ -385,7 +376,7 @@ def _init_main(resolv_conf: str) -> int:
     ):
         subprocess.run(argv, check=True)
     socket.sethostname(HOSTNAME)
-    signal.signal(signal.SIGCHLD, _reap)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: reap_children())  # as pid 1, every orphan is ours
     signal.signal(signal.SIGTERM, _terminate)
     sys.stdout.write("ready\n")
     sys.stdout.flush()
