@@ -100,7 +100,7 @@ class ExecProcess:
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
-        self.returncode = int(data) if data.strip().lstrip(b"-").isdigit() else 128 + signal.SIGKILL
+        self.returncode = int(data) if data.isdigit() else 128 + signal.SIGKILL
         return self.returncode
 
     def kill(self) -> None:
