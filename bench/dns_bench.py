@@ -237,14 +237,22 @@ def saturate(address: str, pid: int, queries: Path, seconds: int) -> tuple[float
     return best
 
 
+def missing_tool() -> str | None:
+    """Why this bench cannot run here, in the words the harness uses for every missing anchor, or None."""
+    if not shutil.which("dnsperf"):
+        return "dnsperf is not installed (scripts/install --test installs it)"
+    if not AARDVARK_BIN.exists():
+        return f"{AARDVARK_BIN} is not installed (scripts/install --test installs aardvark-dns)"
+    return None
+
+
 def inside(seconds: int, rounds: int) -> int:
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout.splitlines()
     if len(links) != 1 or ": lo:" not in links[0]:
         raise SystemExit("refusing to run: this network namespace has more than lo")
-    if not shutil.which("dnsperf"):
-        raise SystemExit("dnsperf is not installed (apt-get install dnsperf)")
-    if not AARDVARK_BIN.exists():
-        raise SystemExit(f"{AARDVARK_BIN} is not installed (apt-get install aardvark-dns): nothing to compare with")
+    missing = missing_tool()
+    if missing:
+        raise SystemExit(missing)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     for address in (BERTH, AARDVARK, CLIENT):
         subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], check=True)

@@ -266,7 +266,7 @@ def charts(r: Results, directory: Path) -> tuple[list[Path], str | None]:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return [], "matplotlib is not installed (pip install matplotlib; bench/setup.sh does)"
+        return [], "matplotlib is not installed (bench/setup.sh installs it)"
     directory.mkdir(parents=True, exist_ok=True)
     made: list[Path] = []
 

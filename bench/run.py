@@ -27,6 +27,7 @@ REPO = BENCH.parent
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), str(BENCH), os.environ.get("PYTHONPATH")]))
 sys.path[:0] = [str(REPO / "src"), str(BENCH)]
 
+import dns_bench  # noqa: E402
 from anchors import Samples, Skipped, cli, cni, floor, netavark  # noqa: E402
 from anchors.berthd import Berth  # noqa: E402
 from anchors.dataplane import Dataplane  # noqa: E402
@@ -164,6 +165,10 @@ def dns(plan: Plan, results: Results) -> None:
     """bench/dns_bench.py (berth's resolver against aardvark-dns, in a network namespace of its own), its
     markdown kept whole for the report."""
     seconds, rounds = plan.dns
+    missing = dns_bench.missing_tool()
+    if missing:
+        results.skipped["DNS"] = missing
+        return
     result = subprocess.run([sys.executable, str(BENCH / "dns_bench.py"), "--seconds", str(seconds),
                              "--rounds", str(rounds)], capture_output=True, text=True, timeout=1200)
     if result.returncode == 0:

@@ -47,7 +47,7 @@ def berth_cni(socket: str) -> tuple[Path, dict, str]:
     """This tree's ``berth-cni`` (next to the interpreter, not a version manager's shim) and its config."""
     plugin = Path(sys.executable).with_name("berth-cni")
     if not plugin.exists():
-        skip_worker(f"berth-cni is not installed next to {sys.executable} (pip install -e . installs it)")
+        skip_worker(f"berth-cni is not installed next to {sys.executable} (scripts/install installs it)")
     return plugin, {"cniVersion": "1.0.0", "name": "cninet", "type": "berth-cni", "subnet": "10.87.0.0/16",
                     "socket": socket}, BERTH_LABEL
 
