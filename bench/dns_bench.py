@@ -257,6 +257,7 @@ def inside(seconds: int, rounds: int) -> int:
     for address in (BERTH, AARDVARK, CLIENT):
         subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], check=True)
     work = Path(tempfile.mkdtemp(prefix="dns-bench-"))
+    private_root(work / "root-bind")
     resolv = work / "resolv.conf"
     resolv.write_text(f"nameserver {UPSTREAM}\n")
     subprocess.run(["mount", "--bind", str(resolv), "/etc/resolv.conf"], check=True)  # this mount namespace only
@@ -355,7 +356,7 @@ def main() -> int:
         return inside(args.seconds, args.rounds)
     if os.geteuid() != 0:
         raise SystemExit("needs root (it creates a throwaway network namespace)")
-    return subprocess.call(["unshare", "--net", "--mount", "--propagation", "private", "--",
+    return subprocess.call(["unshare", "--net", "--mount", "--propagation", "unchanged", "--",
                             sys.executable, str(HERE), "--inside",
                             "--seconds", str(args.seconds), "--rounds", str(args.rounds)])
 

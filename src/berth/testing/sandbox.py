@@ -28,6 +28,7 @@ from types import FrameType
 from typing import Any, Callable, Sequence
 
 from berth.runtime.forkserver import reap_children
+from berth.testing.mountns import private_root
 
 OUTSIDE_HOST = "203.0.113.1"  # TEST-NET-3: documentation addresses, only ever inside a sandbox
 OUTSIDE_PEER = "203.0.113.2"
@@ -143,7 +144,7 @@ class Sandbox:
             # --kill-child: if unshare itself is killed, so is the init (and with it the whole sandbox).
             self._unshare = subprocess.Popen(
                 ["unshare", "--pid", "--net", "--mount", "--uts", "--ipc", "--fork", "--kill-child",
-                 "--propagation", "private", "--mount-proc",
+                 "--propagation", "unchanged", "--mount-proc",
                  sys.executable, "-m", "berth.testing.sandbox", str(resolv)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, start_new_session=True,
             )
@@ -361,12 +362,13 @@ def _terminate(_sig: int, _frame: FrameType | None) -> None:
 
 
 def _init_main(resolv_conf: str) -> int:
-    """pid 1 of a sandbox; unshare already made / private and mounted a fresh /proc.
+    """pid 1 of a sandbox; unshare already mounted a fresh /proc.
 
-    Mounts the new netns's sysfs (so ``ip`` and /sys/class/net see the sandbox's links), a private
+    Makes the mount namespace's root private (and a mount point, under a chroot), mounts the new netns's sysfs (so ``ip`` and /sys/class/net see the sandbox's links), a private
     /run/netns and resolv.conf, raises lo, names the host, then reaps orphans until its stdin closes or
     SIGTERM arrives. Its exit makes the kernel kill everything else in the sandbox.
     """
+    private_root(Path(resolv_conf).parent / "root-bind")
     os.makedirs("/run/netns", exist_ok=True)  # ip(8) makes it too; the tmpfs on it stays in the sandbox
     for argv in (
         ["mount", "-t", "sysfs", "sysfs", "/sys"],
