@@ -256,6 +256,8 @@ def inside(seconds: int, rounds: int) -> int:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     for address in (BERTH, AARDVARK, CLIENT):
         subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], check=True)
+    from berth.testing.mountns import private_root
+
     work = Path(tempfile.mkdtemp(prefix="dns-bench-"))
     private_root(work / "root-bind")
     resolv = work / "resolv.conf"

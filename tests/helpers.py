@@ -106,14 +106,21 @@ def in_throwaway_namespaces(body: Callable[[], None], *, pid: bool = False) -> N
     starts dies with it, and nothing it spawned is visible on the host.
     """
     import os
+    import shutil
+    import tempfile
+    from pathlib import Path
 
     from berth.kernel import syscalls as sc
+    from berth.testing.mountns import private_root
+    from berth.testing.sandbox import default_prefix
+
+    scratch = Path(tempfile.mkdtemp(prefix=default_prefix()))  # holds the root's bind under a chroot
 
     def isolated() -> None:
         outer_netns = os.stat("/proc/self/ns/net").st_ino
         sc.unshare(sc.CLONE_NEWNET | sc.CLONE_NEWNS | (sc.CLONE_NEWPID if pid else 0))
         assert os.stat("/proc/self/ns/net").st_ino != outer_netns, "still in the machine's own netns"
-        sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+        private_root(scratch / "root-bind")
         if not pid:
             body()
             return
@@ -124,7 +131,10 @@ def in_throwaway_namespaces(body: Callable[[], None], *, pid: bool = False) -> N
 
         _in_child(as_init)  # the first child after unshare(CLONE_NEWPID) is the namespace's pid 1
 
-    _in_child(isolated)
+    try:
+        _in_child(isolated)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _in_child(body: Callable[[], None]) -> None:
