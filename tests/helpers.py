@@ -118,9 +118,9 @@ def in_throwaway_namespaces(body: Callable[[], None], *, pid: bool = False) -> N
 
     def isolated() -> None:
         outer_netns = os.stat("/proc/self/ns/net").st_ino
-        sc.unshare(sc.CLONE_NEWNET | sc.CLONE_NEWNS | (sc.CLONE_NEWPID if pid else 0))
+        sc.unshare(sc.CLONE_NEWNET | sc.CLONE_NEWNS)
         assert os.stat("/proc/self/ns/net").st_ino != outer_netns, "still in the machine's own netns"
-        private_root(scratch / "root-bind")
+        private_root(scratch / "root-bind")  # before the pid namespace: its first fork is the namespace's init
         if not pid:
             body()
             return
@@ -129,6 +129,7 @@ def in_throwaway_namespaces(body: Callable[[], None], *, pid: bool = False) -> N
             sc.mount("proc", "/proc", "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
             body()
 
+        sc.unshare(sc.CLONE_NEWPID)
         _in_child(as_init)  # the first child after unshare(CLONE_NEWPID) is the namespace's pid 1
 
     try:
